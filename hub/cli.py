@@ -1,0 +1,54 @@
+"""The `hub` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", metavar="FILE", help="hub.yaml (default: $HUB_CONFIG, else ./hub.yaml)"
+    )
+    parser.add_argument(
+        "--mqtt", metavar="URL", help="broker URL (beats $HUB_MQTT_URL and the file)"
+    )
+    parser.add_argument(
+        "--influx", metavar="URL", help="InfluxDB URL (beats $HUB_INFLUX_URL and the file)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the hub")
+    _connection_flags(run)
+    run.add_argument(
+        "--local-services",
+        metavar="DIR",
+        help="start Mosquitto and InfluxDB as child processes with data in DIR "
+        "when the configured URLs do not answer",
+    )
+
+    check = sub.add_parser("check", help="validate config, inventory and rules")
+    _connection_flags(check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from hub.check import main as check_main
+
+        return check_main(args)
+    if args.command == "run":
+        from hub.app import main as run_main
+
+        return run_main(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

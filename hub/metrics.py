@@ -1,0 +1,74 @@
+"""Prometheus metrics of the hub, in one registry served at GET /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Ingest
+MESSAGES_IN = Counter(
+    "hub_mqtt_messages_received",
+    "MQTT messages received, by topic family",
+    ["family"],
+    registry=REGISTRY,
+)
+READINGS_IN = Counter(
+    "hub_readings_received", "Readings received (a gateway message holds many)", registry=REGISTRY
+)
+READINGS_ACCEPTED = Counter(
+    "hub_readings_accepted", "Readings that passed validation", registry=REGISTRY
+)
+READINGS_REJECTED = Counter(
+    "hub_readings_rejected",
+    "Readings or messages sent to the dead-letter topic, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+DEADLETTERS_DROPPED = Counter(
+    "hub_deadletters_dropped",
+    "Dead letters not published because their queue was full",
+    registry=REGISTRY,
+)
+INGEST_QUEUE = Gauge(
+    "hub_ingest_queue_depth", "Messages waiting to be validated", registry=REGISTRY
+)
+
+# Storage
+POINTS_STORED = Counter(
+    "hub_points_stored", "Points written to InfluxDB", ["measurement"], registry=REGISTRY
+)
+POINTS_SPOOLED = Counter(
+    "hub_points_spooled", "Points written to the on-disk spool", registry=REGISTRY
+)
+POINTS_DROPPED = Counter(
+    "hub_points_dropped",
+    "Points given up on, by reason (rejected by InfluxDB, spool full)",
+    ["reason"],
+    registry=REGISTRY,
+)
+STORAGE_BUFFER = Gauge(
+    "hub_storage_buffer_points", "Points buffered in memory for InfluxDB", registry=REGISTRY
+)
+SPOOL_BYTES = Gauge("hub_spool_bytes", "Bytes waiting in the on-disk spool", registry=REGISTRY)
+SPOOL_POINTS = Gauge("hub_spool_points", "Points waiting in the on-disk spool", registry=REGISTRY)
+WRITE_LATENCY = Histogram(
+    "hub_influx_write_seconds",
+    "Time of one InfluxDB write request",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+INFLUX_UP = Gauge(
+    "hub_influx_up", "1 while InfluxDB accepts writes, 0 while the hub spools", registry=REGISTRY
+)
+
+# MQTT
+MQTT_CONNECTED = Gauge("hub_mqtt_connected", "1 while connected to the broker", registry=REGISTRY)
+MQTT_RECONNECTS = Counter(
+    "hub_mqtt_reconnects", "Connections made after the first", registry=REGISTRY
+)
+
+
+def exposition() -> bytes:
+    """The registry in Prometheus' text format."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,66 @@
+"""Fixtures: real Mosquitto and InfluxDB processes on free loopback ports, one per test session,
+with a topic prefix and a database of its own for each test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.services import LocalInflux, LocalMosquitto, free_port
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMosquitto]:
+    """A Mosquitto shared by the session; tests keep apart by topic prefix and client id."""
+    broker = LocalMosquitto(data_dir=tmp_path_factory.mktemp("mosquitto"), port=free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[LocalMosquitto]:
+    """A Mosquitto for one test, for tests that stop or restart it."""
+    broker = LocalMosquitto(data_dir=tmp_path / "mosquitto", port=free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInflux]:
+    """An InfluxDB shared by the session; tests keep apart by database."""
+    server = LocalInflux(data_dir=tmp_path_factory.mktemp("influxdb"), port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_influx(tmp_path: Path) -> Iterator[LocalInflux]:
+    """An InfluxDB for one test, for tests that stop or restart it."""
+    server = LocalInflux(data_dir=tmp_path / "influxdb", port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short id unique to this test, for topic prefixes, client ids and database names."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def prefix(uid: str) -> str:
+    """The MQTT topic prefix of this test (the hub's `mqtt.prefix`, `hub` in production)."""
+    return f"t{uid}/hub"
+
+
+@pytest.fixture
+def database(uid: str) -> str:
+    """The InfluxDB database name of this test."""
+    return f"test_{uid}"
