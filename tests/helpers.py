@@ -8,7 +8,10 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
+
+import paho.mqtt.client as paho
 
 T = TypeVar("T")
 
@@ -59,3 +62,128 @@ async def eventually(
 async def aquery(url: str, database: str, query: str) -> list[dict[str, object]]:
     """`influx_query` off the event loop."""
     return await asyncio.to_thread(influx_query, url, database, query)
+
+
+# -- an independent MQTT peer ---------------------------------------------------------------
+
+
+class Peer:
+    """A paho-mqtt client standing in for sensors, gateways and listeners.
+
+    paho is a separate implementation from the hub's own client, so tests do not grade the
+    hub's MQTT code with itself. Its network loop runs in a thread; received messages are
+    appended to `received` as (topic, payload) pairs.
+    """
+
+    def __init__(self, url: str, client_id: str, *, clean: bool = True) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.received: list[tuple[str, bytes]] = []
+        self._client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean,
+            protocol=paho.MQTTv311,
+        )
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)  # queue without limit while disconnected
+        self._client.reconnect_delay_set(0.05, 0.5)
+        self._client.on_message = lambda _c, _u, msg: self.received.append((msg.topic, msg.payload))
+        self._subscribed: list[tuple[str, int]] = []
+        self._client.on_connect = lambda c, _u, _f, _rc, _p: [
+            c.subscribe(t, q) for t, q in self._subscribed
+        ]
+        self._client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=5)
+        self._client.loop_start()
+        wait_for(self._client.is_connected, f"{client_id} to connect to {url}")
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        self._subscribed.append((topic, qos))
+        result, _mid = self._client.subscribe(topic, qos)
+        assert result == 0, f"subscribe {topic}: paho result {result}"
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> object:
+        return self._client.publish(topic, payload, qos=qos)
+
+    def all_sent(self) -> bool:
+        """Whether every QoS 1 message has been acknowledged by the broker."""
+        return len(self._client._out_messages) == 0
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+# -- a small province -----------------------------------------------------------------------
+
+
+def point(feature_type: str, lon: float, lat: float, **props: object) -> dict[str, object]:
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+        "properties": {"type": feature_type, **props},
+    }
+
+
+def square(lon: float, lat: float, size: float = 0.1) -> dict[str, object]:
+    ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def small_province() -> dict[str, object]:
+    """Two regions, an underpass with a gauge in cm, a rain gauge and a flood switch."""
+    features: list[dict[str, object]] = [
+        {
+            "type": "Feature",
+            "geometry": square(127.0, 37.25),
+            "properties": {"type": "region", "id": "suwon", "name": "Suwon"},
+        },
+        {
+            "type": "Feature",
+            "geometry": square(126.8, 37.65),
+            "properties": {"type": "region", "id": "goyang", "name": "Goyang"},
+        },
+        point("site", 127.01, 37.26, id="up-1", region="suwon", site_type="underpass"),
+        point("site", 126.81, 37.66, id="sb-1", region="goyang", site_type="semi_basement"),
+        point(
+            "sensor",
+            127.01,
+            37.26,
+            id="wl-1",
+            kind="water_level",
+            region="suwon",
+            site="up-1",
+            unit="cm",
+            min=0,
+            max=500,
+        ),
+        point("sensor", 127.02, 37.27, id="rain-1", kind="rain_rate", region="suwon"),
+        point(
+            "sensor", 126.81, 37.66, id="sw-1", kind="flood_switch", region="goyang", site="sb-1"
+        ),
+    ]
+    features.extend(
+        point(
+            "sensor",
+            127.0 + i * 0.001,
+            37.3,
+            id=f"wl-{i}",
+            kind="water_level",
+            region="suwon",
+            unit="m",
+        )
+        for i in range(100, 200)
+    )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_site(folder: Path, inventory: dict[str, object] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "province.geojson"
+    path.write_text(json.dumps(inventory or small_province()))
+    return folder
+
+
+def write_config(path: Path, **sections: dict[str, object] | str | list[str]) -> Path:
+    """Write a hub.yaml; JSON is YAML, so the loader reads it as an engineer's file."""
+    path.write_text(json.dumps(sections, indent=2))
+    return path

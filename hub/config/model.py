@@ -1,0 +1,294 @@
+"""The hub's configuration: every section of hub.yaml with its defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from hub.config.paths import collect_files
+from hub.config.problems import describe
+from hub.durations import DurationError, format_duration, parse_duration
+
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        # pydantic turns ValueError into a validation error; a TypeError would escape.
+        what = f"expected a duration such as 30s, 5m or 250ms, got {describe(value)}"
+        raise ValueError(what)  # noqa: TRY004
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths are read against the config file's folder, not the working folder."""
+    path = value.expanduser()
+    if path.is_absolute():
+        return path
+    base = (info.context or {}).get("base")
+    return (Path(base) if base is not None else Path.cwd()) / path
+
+
+def _one_or_many(value: object) -> object:
+    # `inventory: site/` is a natural slip for `inventory: [site/]`; both mean the same.
+    return [value] if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+# Durations as people write them (30s, 5m, 250ms, or plain seconds), held as float seconds.
+Duration = Annotated[float, BeforeValidator(_seconds)]
+PositiveDuration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+ConfigPath = Annotated[Path, AfterValidator(_resolve)]
+PathList = Annotated[tuple[ConfigPath, ...], BeforeValidator(_one_or_many)]
+Name = Annotated[str, AfterValidator(_not_blank)]
+Count = Annotated[int, Field(gt=0)]
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
+
+
+def _split_url(value: str, schemes: tuple[str, str]) -> SplitResult:
+    text = value.strip()
+    shape = f"{schemes[0]}://HOST[:PORT] or {schemes[1]}://HOST[:PORT]"
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in schemes:
+        hint = "" if "://" in text else " (the scheme is missing)"
+        raise ValueError(f"expected a URL like {shape}, got {_redact(text)!r}{hint}")
+    if not parts.hostname:
+        raise ValueError(f"{_redact(text)!r} names no host; expected {shape}")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        raise ValueError(
+            f"{_redact(text)!r} has a bad port; a port is a number from 1 to 65535"
+        ) from None
+    return parts
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Section):
+    """The broker the hub reads readings from and publishes commands and incidents to."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: Name = "hub-1"
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    prefix: str = "hub"
+    keepalive: Duration = 30.0
+    session_expiry: Duration = 7 * 86400.0
+    qos: Literal[0, 1, 2] = 1
+    reconnect_min: PositiveDuration = 0.1
+    reconnect_max: PositiveDuration = Field(default=30.0, validate_default=True)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = _split_url(value, ("mqtt", "mqtts"))
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError(
+                f"{_redact(value)!r} has a path; an MQTT URL is just mqtt://HOST[:PORT] "
+                "(topics start with mqtt.prefix)"
+            )
+        return value.strip()
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/"):
+            raise ValueError(f"a topic prefix such as 'hub' or 'site-a/hub', got {value!r}")
+        if "+" in value or "#" in value or value.startswith("$"):
+            raise ValueError(f"a topic prefix cannot hold '+', '#' or start with '$': {value!r}")
+        return value
+
+    @field_validator("reconnect_max")
+    @classmethod
+    def _backoff(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("reconnect_min")
+        if low is not None and low > value:
+            raise ValueError(
+                f"the longest wait between reconnects ({format_duration(value)}) is shorter "
+                f"than the first one, reconnect_min ({format_duration(low)})"
+            )
+        return value
+
+    @property
+    def tls(self) -> bool:
+        """Whether the broker is reached over TLS (mqtts://)."""
+        return urlsplit(self.url).scheme.lower() == "mqtts"
+
+    @property
+    def host(self) -> str:
+        """The broker's host name or address."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """The broker's port: the URL's, else 1883, or 8883 for TLS."""
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+class InfluxConfig(_Section):
+    """The InfluxDB 1.x API that readings, incidents and the audit trail are written to."""
+
+    url: str = "http://127.0.0.1:8086"
+    database: Name = "hub"
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    batch_size: Count = 5000
+    flush_interval: PositiveDuration = 0.2
+    timeout: PositiveDuration = 10.0
+    buffer_points: Count = 200_000
+    spool_dir: ConfigPath | None = None
+    spool_max_mb: Count = 1024
+    create_database: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        _split_url(value, ("http", "https"))
+        return value.strip().rstrip("/")
+
+    @field_validator("buffer_points")
+    @classmethod
+    def _buffer(cls, value: int, info: ValidationInfo) -> int:
+        batch = info.data.get("batch_size")
+        if batch is not None and value < batch:
+            raise ValueError(
+                f"the buffer ({value} points) must hold at least one batch (batch_size {batch})"
+            )
+        return value
+
+
+class IngestConfig(_Section):
+    """Limits on what the hub accepts from sensors and gateways."""
+
+    max_payload_bytes: Count = 65536
+    max_future: Duration = 300.0
+    max_age: PositiveDuration = 30 * 86400.0
+    max_gateway_readings: Count = 10_000
+    deadletter_queue: Count = 10_000
+
+
+class ApiToken(_Section):
+    """A client of the HTTP API, known by the SHA-256 of its bearer token."""
+
+    name: Name
+    role: Literal["viewer", "operator", "admin"]
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        text = value.strip().lower()
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            # The value is not echoed: a token pasted here by mistake must not reach a log.
+            raise ValueError(
+                f"expected the token's SHA-256 as 64 hex digits, got {len(text)} characters "
+                "(make it with: printf %s TOKEN | sha256sum)"
+            )
+        return text
+
+
+class ApiConfig(_Section):
+    """The HTTP API and situation-room page."""
+
+    listen: str = "127.0.0.1:8080"
+    tokens: tuple[ApiToken, ...] = ()
+    # Endpoints that need no token: the contract makes the CAP feed and health public.
+    public: tuple[Literal["health", "cap", "metrics"], ...] = ("health", "cap")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}")
+        return value.strip()
+
+    @property
+    def host(self) -> str:
+        """The address to listen on, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to listen on (0: any free port)."""
+        return int(self.listen.rpartition(":")[2])
+
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+_SECTIONS = ("mqtt", "influx", "ingest", "api")
+
+
+class HubConfig(_Section):
+    """The whole of hub.yaml; every section is optional."""
+
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    influx: InfluxConfig = Field(default_factory=InfluxConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    inventory: PathList = ()
+    rules: PathList = ()
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
+    log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
+    _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # `mqtt:` with nothing under it means "all defaults", not "null".
+        data = {k: ({} if k in _SECTIONS and v is None else v) for k, v in data.items()}
+        influx = data.get("influx", {})
+        data_dir = data.get("data_dir", "var")
+        if (
+            isinstance(influx, dict)
+            and influx.get("spool_dir") is None
+            and isinstance(data_dir, str | Path)
+        ):
+            data["influx"] = {**influx, "spool_dir": Path(data_dir) / "spool"}
+        return data
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from, if any."""
+        return self._source
+
+    def rule_files(self) -> list[Path]:
+        """The rule files named by `rules`, folders expanded, in a stable order."""
+        return collect_files(self.rules, RULE_SUFFIXES)

@@ -1,0 +1,1 @@
+"""Ingest: MQTT messages to validated readings."""
