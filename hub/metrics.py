@@ -64,6 +64,16 @@ INFLUX_UP = Gauge(
 
 # MQTT
 MQTT_CONNECTED = Gauge("hub_mqtt_connected", "1 while connected to the broker", registry=REGISTRY)
+MQTT_DROPPED = Counter(
+    "hub_mqtt_dropped",
+    "QoS 0 messages not sent because the broker was not connected",
+    registry=REGISTRY,
+)
+MQTT_REFUSED = Counter(
+    "hub_mqtt_refused",
+    "QoS 2 messages from the broker refused (the hub takes QoS 0 and 1)",
+    registry=REGISTRY,
+)
 MQTT_RECONNECTS = Counter(
     "hub_mqtt_reconnects", "Connections made after the first", registry=REGISTRY
 )

@@ -158,6 +158,10 @@ class LocalMosquitto(LocalService):
     def write_config(self) -> None:
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
+            # Started as root, mosquitto drops to the `mosquitto` user, which cannot write its
+            # persistence into a private folder, and a restart would lose every session.
+            # `user root` keeps it as it was started; it means nothing to other users.
+            "user root\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.data_dir.resolve()}/\n"

@@ -1,0 +1,66 @@
+"""The hub's MQTT 5.0 client: a compact asyncio client with batched delivery and deferred acks."""
+
+from hub.mqtt.client import MqttClient, OnMessages
+from hub.mqtt.codec import encode, encode_publish
+from hub.mqtt.connection import Endpoint
+from hub.mqtt.errors import MqttConnectError, MqttError, MqttProtocolError, MqttPublishError
+from hub.mqtt.packets import (
+    NO_PROPERTIES,
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    Message,
+    Packet,
+    PingReq,
+    PingResp,
+    Properties,
+    Property,
+    PropertyValue,
+    PubAck,
+    PubComp,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    Subscription,
+    UnsubAck,
+    Unsubscribe,
+    Will,
+)
+from hub.mqtt.parser import Parser
+
+__all__ = [
+    "NO_PROPERTIES",
+    "Auth",
+    "ConnAck",
+    "Connect",
+    "Disconnect",
+    "Endpoint",
+    "Message",
+    "MqttClient",
+    "MqttConnectError",
+    "MqttError",
+    "MqttProtocolError",
+    "MqttPublishError",
+    "OnMessages",
+    "Packet",
+    "Parser",
+    "PingReq",
+    "PingResp",
+    "Properties",
+    "Property",
+    "PropertyValue",
+    "PubAck",
+    "PubComp",
+    "PubRec",
+    "PubRel",
+    "SubAck",
+    "Subscribe",
+    "Subscription",
+    "UnsubAck",
+    "Unsubscribe",
+    "Will",
+    "encode",
+    "encode_publish",
+]

@@ -1,0 +1,145 @@
+"""Our QoS 1 messages until the broker acknowledges them: packet ids, limits and resends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from hub.mqtt.codec import encode_publish
+from hub.mqtt.connection import Connection
+from hub.mqtt.errors import MqttError, MqttPublishError
+from hub.mqtt.packets import PubAck
+
+log = logging.getLogger("hub.mqtt")
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    topic: str
+    packet: bytes  # encoded with DUP=0
+    future: asyncio.Future[None]
+    sent: bool = False  # sent at least once: a resend carries DUP=1
+
+
+class Outbox:
+    """QoS 1 messages in flight, in publishing order, across connections.
+
+    At most `limit` are held (`put` waits for room); on each connection at most the broker's
+    Receive Maximum are sent unacknowledged, the rest wait in that connection's queue. It also
+    hands out the packet ids of SUBSCRIBE and UNSUBSCRIBE, which share the same space.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.max_packet_size = 0  # the broker's limit; 0: none
+        self.conn: Connection | None = None  # accepted by the broker, open
+        self.idle = asyncio.Event()  # nothing in flight
+        self.idle.set()
+        self._inflight: dict[int, _Outgoing] = {}
+        self._reserved: set[int] = set()
+        self._slots = asyncio.Semaphore(limit)
+        self._next_id = 1
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    async def put(self, topic: str, payload: bytes, retain: bool) -> None:
+        """Hold a message until acked, send it when the window allows, wait for the PUBACK."""
+        await self._slots.acquire()
+        try:
+            packet_id = self.new_packet_id()
+            packet = encode_publish(topic, payload, qos=1, retain=retain, packet_id=packet_id)
+            self.check_size(packet)
+        except BaseException:
+            self._slots.release()
+            raise
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[packet_id] = _Outgoing(topic, packet, future)
+        self.idle.clear()
+        # The connection of the moment: waiting for a slot may have outlasted the one before.
+        if self.conn is not None:
+            self.conn.queue.append(packet_id)
+            self.pump(self.conn)
+        await future
+
+    def attach(self, conn: Connection) -> None:
+        """Send on a newly accepted connection, starting with everything in flight, in order."""
+        self.conn = conn
+        conn.queue = deque(self._inflight)
+        self.pump(conn)
+
+    def detach(self, conn: Connection) -> None:
+        """Stop sending on `conn`; what it did not get acked goes again on the next one."""
+        if self.conn is conn:
+            self.conn = None
+
+    def pump(self, conn: Connection) -> None:
+        """Send queued messages while the broker's receive window has room."""
+        if not conn.accepted or not conn.is_open:
+            return
+        out = []
+        queue, inflight = conn.queue, self._inflight
+        while queue and conn.sent < conn.window:
+            entry = inflight.get(queue.popleft())
+            if entry is None:
+                continue
+            packet = entry.packet
+            out.append(bytes((packet[0] | 0x08,)) + packet[1:] if entry.sent else packet)
+            entry.sent = True
+            conn.sent += 1
+        if out:
+            conn.write(b"".join(out))
+
+    def on_puback(self, conn: Connection, puback: PubAck) -> None:
+        """Settle the message that `puback` acknowledges, and send the next one."""
+        entry = self._inflight.pop(puback.packet_id, None)
+        if entry is None:
+            log.debug("MQTT PUBACK for unknown packet id %d", puback.packet_id)
+            return
+        conn.sent = max(0, conn.sent - 1)
+        self._slots.release()
+        if not entry.future.done():
+            if puback.reason_code >= 0x80:
+                entry.future.set_exception(MqttPublishError(entry.topic, puback.reason_code))
+            else:
+                entry.future.set_result(None)
+        if not self._inflight:
+            self.idle.set()
+        self.pump(conn)
+
+    def fail_all(self, exc: MqttError) -> None:
+        """Give up on everything in flight (the client stopped)."""
+        for entry in self._inflight.values():
+            if not entry.future.done():
+                entry.future.set_exception(exc)
+            self._slots.release()
+        self._inflight.clear()
+        self.idle.set()
+
+    def new_packet_id(self) -> int:
+        """A packet id not in use by a message in flight or a reserved one."""
+        for _ in range(0xFFFF):
+            packet_id = self._next_id
+            self._next_id = packet_id % 0xFFFF + 1
+            if packet_id not in self._inflight and packet_id not in self._reserved:
+                return packet_id
+        raise MqttError("no free MQTT packet id")
+
+    def reserve_id(self) -> int:
+        """A packet id for a SUBSCRIBE or UNSUBSCRIBE, until `release_id`."""
+        packet_id = self.new_packet_id()
+        self._reserved.add(packet_id)
+        return packet_id
+
+    def release_id(self, packet_id: int) -> None:
+        """Return a reserved packet id."""
+        self._reserved.discard(packet_id)
+
+    def check_size(self, packet: bytes) -> None:
+        """Refuse a packet larger than the broker takes (it would drop the connection)."""
+        if self.max_packet_size and len(packet) > self.max_packet_size:
+            raise MqttError(
+                f"message of {len(packet)} bytes is over the broker's limit of "
+                f"{self.max_packet_size}"
+            )
