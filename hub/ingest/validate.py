@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
-from hub.inventory import Inventory, Sensor
 
+from hub.inventory import Inventory, Sensor
 from hub.units import CANONICAL, Converter, UnitError, converter
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,0 +1,258 @@
+"""Ingest benchmark: readings/s end to end (published on MQTT -> stored in InfluxDB) through a
+real `hub run` process, beside what a bare `mosquitto_sub` takes of the same stream in the
+same run. Not a test: it prints figures.
+
+    .venv/bin/python bench/ingest.py [--messages 200000] [--batch-messages 10000 --per-batch 100]
+
+Both sides get the identical byte stream: a raw socket sends one pre-encoded blob of QoS 0
+PUBLISH packets, so the publisher costs next to nothing and the consumer is what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from hub.services import LocalInflux, LocalMosquitto, free_port
+
+REGION = "bench"
+PREFIX = "hub"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(client_id: str) -> bytes:
+    body = _utf8("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _utf8(client_id)
+    return b"\x10" + _varint(len(body)) + body
+
+
+def publish_packet(topic: str, payload: bytes) -> bytes:
+    body = _utf8(topic) + payload
+    return b"\x30" + _varint(len(body)) + body
+
+
+def single_stream(count: int, sensors: int, base: float) -> bytes:
+    """`count` single-reading messages over `sensors` topics, each with its own timestamp."""
+    parts = []
+    for i in range(count):
+        sensor = f"s{i % sensors}"
+        payload = b'{"value": %.3f, "ts": %.6f}' % (i % 1000 / 100, base + i / 1e6)
+        parts.append(publish_packet(f"{PREFIX}/sensors/{REGION}/{sensor}", payload))
+    return b"".join(parts)
+
+
+def gateway_stream(messages: int, per: int, sensors: int, base: float) -> bytes:
+    parts = []
+    n = 0
+    for m in range(messages):
+        readings = []
+        for _ in range(per):
+            readings.append(
+                {"sensor": f"s{n % sensors}", "value": n % 1000 / 100, "ts": base + n / 1e6}
+            )
+            n += 1
+        parts.append(
+            publish_packet(
+                f"{PREFIX}/gateways/{REGION}/gw{m % 50}",
+                json.dumps({"readings": readings}).encode(),
+            )
+        )
+    return b"".join(parts)
+
+
+def send(port: int, blob: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(connect_packet(f"bench-pub-{os.getpid()}"))
+        sock.recv(4)  # CONNACK
+        sock.sendall(blob)
+        sock.sendall(b"\xe0\x00")  # DISCONNECT: the broker has every message once it reads this
+        sock.settimeout(30)
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+def bare_rate(broker: LocalMosquitto, blob: bytes, messages: int, out: Path) -> float:
+    """Messages/s a bare mosquitto_sub takes of the stream (it exits after `messages`)."""
+    probe = f"{PREFIX}/probe"
+    subprocess.run(
+        ["mosquitto_pub", "-p", str(broker.port), "-t", probe, "-r", "-m", "probe"], check=True
+    )
+    with out.open("wb") as sink:
+        sub = subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(broker.port),
+                "-q",
+                "0",
+                "-t",
+                f"{PREFIX}/#",
+                "-C",
+                str(messages + 1),
+                "-i",
+                f"bench-sub-{os.getpid()}",
+            ],
+            stdout=sink,
+        )
+        # The retained probe arrives right after the subscription is in place.
+        deadline = time.monotonic() + 10
+        while out.stat().st_size == 0:
+            if time.monotonic() > deadline:
+                raise SystemExit("mosquitto_sub did not subscribe")
+            time.sleep(0.005)
+        start = time.perf_counter()
+        send(broker.port, blob)
+        sub.wait(timeout=600)
+        elapsed = time.perf_counter() - start
+    subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-t", probe, "-r", "-n"], check=True)
+    return messages / elapsed
+
+
+def _stored(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("hub_points_stored_total"):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def hub_rate(metrics_url: str, port: int, blob: bytes, readings: int, before: float) -> float:
+    start = time.perf_counter()
+    send(port, blob)
+    deadline = time.monotonic() + 600
+    while _stored(metrics_url) - before < readings:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"hub stored {_stored(metrics_url) - before} of {readings}")
+        time.sleep(0.01)
+    return readings / (time.perf_counter() - start)
+
+
+def inventory(sensors: int) -> dict[str, object]:
+    feats: list[dict[str, object]] = [
+        {
+            "type": "Feature",
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[127, 37], [128, 37], [128, 38], [127, 37]]],
+            },
+            "properties": {"type": "region", "id": REGION, "name": "Bench"},
+        }
+    ]
+    feats += [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [127.5, 37.5]},
+            "properties": {
+                "type": "sensor",
+                "id": f"s{i}",
+                "kind": "water_level",
+                "region": REGION,
+            },
+        }
+        for i in range(sensors)
+    ]
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--sensors", type=int, default=1000)
+    parser.add_argument("--batch-messages", type=int, default=10_000)
+    parser.add_argument("--per-batch", type=int, default=100)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    broker = LocalMosquitto(data_dir=tmp / "mosquitto", port=free_port())
+    influx = LocalInflux(data_dir=tmp / "influxdb", port=free_port())
+    broker.start()
+    influx.start()
+    site = tmp / "site"
+    site.mkdir()
+    (site / "bench.geojson").write_text(json.dumps(inventory(args.sensors)))
+    listen = f"127.0.0.1:{free_port()}"
+    config = tmp / "hub.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "mqtt": {"url": broker.url, "client_id": "hub-bench", "prefix": PREFIX},
+                "influx": {"url": influx.url, "database": "bench"},
+                "ingest": {"max_age": "3650d"},
+                "inventory": [str(site)],
+                "api": {"listen": listen},
+                "data_dir": str(tmp / "var"),
+                "log_level": "warning",
+            }
+        )
+    )
+    hub = subprocess.Popen([sys.executable, "-m", "hub", "run", "-c", str(config)])
+    metrics_url = f"http://{listen}/metrics"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _stored(metrics_url)
+                break
+            except OSError:
+                if time.monotonic() > deadline or hub.poll() is not None:
+                    raise SystemExit("hub did not start") from None
+                time.sleep(0.05)
+        base = time.time() - 86400
+        # Warm-up: the hub is subscribed and its caches are filled once these are stored.
+        hub_rate(metrics_url, broker.port, single_stream(2000, args.sensors, base - 3600), 2000, 0)
+
+        print(f"# {os.cpu_count()} CPUs; mosquitto {broker.port}, influxd {influx.port}")
+        blob = single_stream(args.messages, args.sensors, base)
+        bare = bare_rate(broker, blob, args.messages, tmp / "sub.out")
+        got = hub_rate(metrics_url, broker.port, blob, args.messages, _stored(metrics_url))
+        print(f"single readings: {args.messages} messages of {len(blob) // args.messages} B")
+        print(f"  mosquitto_sub (bare limit): {bare:10,.0f} msg/s")
+        print(
+            f"  hub, MQTT -> InfluxDB     : {got:10,.0f} readings/s  "
+            f"({got / bare:.2f} of bare; target >= 0.60)"
+        )
+
+        total = args.batch_messages * args.per_batch
+        blob = gateway_stream(args.batch_messages, args.per_batch, args.sensors, base + 3600)
+        bare = bare_rate(broker, blob, args.batch_messages, tmp / "sub.out")
+        got = hub_rate(metrics_url, broker.port, blob, total, _stored(metrics_url))
+        print(f"gateway batches: {args.batch_messages} messages x {args.per_batch} readings")
+        print(
+            f"  mosquitto_sub (bare limit): {bare:10,.0f} msg/s"
+            f" = {bare * args.per_batch:,.0f} readings/s"
+        )
+        print(f"  hub, MQTT -> InfluxDB     : {got:10,.0f} readings/s  (target >= 100,000)")
+    finally:
+        hub.terminate()
+        hub.wait(timeout=60)
+        broker.stop()
+        influx.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""aiohttp application: health and Prometheus metrics (the situation room's API builds on it)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+from aiohttp import web
+
+from hub import __version__, metrics
+
+
+@dataclass(slots=True)
+class HealthReport:
+    """What /api/health says; `ok` is false while any part the hub needs is down."""
+
+    ok: bool
+    mqtt_connected: bool
+    influx_up: bool
+    spooled_points: int
+    version: str = __version__
+
+
+HealthSource = Callable[[], HealthReport]
+HEALTH: web.AppKey[HealthSource] = web.AppKey("health")
+
+
+async def _health(request: web.Request) -> web.Response:
+    report = request.app[HEALTH]()
+    return web.json_response(asdict(report), status=200 if report.ok else 503)
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    return web.Response(
+        body=metrics.exposition(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors are JSON with a message, so clients never parse an HTML error page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason, "status": exc.status}, status=exc.status)
+
+
+def build_app(health: Callable[[], HealthReport]) -> web.Application:
+    """The HTTP application; `health` reports the state of the hub's parts."""
+    app = web.Application(middlewares=[_json_errors])
+    app[HEALTH] = health
+    app.router.add_get("/api/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@contextlib.asynccontextmanager
+async def serve_http(app: web.Application, listen: str) -> AsyncIterator[web.AppRunner]:
+    """Serve `app` on `listen` ("host:port") until the block exits."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = _split_listen(listen)
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+        yield runner
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,223 @@
+"""Composition root: wires MQTT, ingest, storage and HTTP into one asyncio service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hub.api import HealthReport, build_app, serve_http
+from hub.config import ConfigError, HubConfig, load_config
+from hub.ingest.service import Ingest
+from hub.ingest.validate import Validator
+from hub.inventory import Inventory, load_inventory
+from hub.mqtt import MqttClient
+from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
+from hub.storage import InfluxClient, Spool, StorageWriter
+
+log = logging.getLogger("hub")
+
+
+class Hub:
+    """The running hub: one object that owns every part and every background task."""
+
+    def __init__(self, config: HubConfig, inventory: Inventory) -> None:
+        self.config = config
+        self.inventory = inventory
+        mqtt, influx, ingest = config.mqtt, config.influx, config.ingest
+        self.influx = InfluxClient(
+            influx.url,
+            influx.database,
+            username=influx.username,
+            password=influx.password,
+            timeout=influx.timeout,
+        )
+        spool_dir = Path(influx.spool_dir) if influx.spool_dir else Path(config.data_dir) / "spool"
+        self.spool = Spool(spool_dir, max_bytes=influx.spool_max_mb * 1024 * 1024)
+        self.writer = StorageWriter(
+            self.influx,
+            self.spool,
+            batch_size=influx.batch_size,
+            flush_interval=influx.flush_interval,
+            buffer_points=influx.buffer_points,
+            on_durable=self._on_durable,
+        )
+        self.mqtt = MqttClient(
+            mqtt.url,
+            client_id=mqtt.client_id,
+            username=mqtt.username,
+            password=mqtt.password,
+            clean_start=False,
+            session_expiry=int(mqtt.session_expiry),
+            keepalive=mqtt.keepalive,
+            backoff_min=mqtt.reconnect_min,
+            backoff_max=mqtt.reconnect_max,
+            auto_ack=False,
+            subscriptions=Ingest.subscriptions_for(mqtt.prefix),
+        )
+        self.ingest = Ingest(
+            Validator(
+                inventory,
+                max_payload_bytes=ingest.max_payload_bytes,
+                max_future_s=ingest.max_future,
+                max_age_s=ingest.max_age,
+                max_gateway_readings=ingest.max_gateway_readings,
+            ),
+            self.writer,
+            self.mqtt,
+            prefix=mqtt.prefix,
+            deadletter_queue=ingest.deadletter_queue,
+        )
+        self.mqtt.on_messages = self.ingest.on_messages
+        self.ingest.on_full = self._on_full
+        self._paused = asyncio.Event()
+        self.http = build_app(self.health)
+        self.ready = asyncio.Event()
+
+    def _on_durable(self, tokens: list[object]) -> None:
+        for token in tokens:
+            self.mqtt.ack(token)  # type: ignore[arg-type]
+
+    def health(self) -> HealthReport:
+        mqtt_ok = self.mqtt.connected
+        influx_ok = not self.writer.spooling
+        return HealthReport(
+            ok=mqtt_ok and influx_ok,
+            mqtt_connected=mqtt_ok,
+            influx_up=influx_ok,
+            spooled_points=self.writer.spooled_points,
+        )
+
+    def _on_full(self) -> None:
+        # The broker queues for us while we do not read: back-pressure reaches the sensors'
+        # broker instead of growing our memory.
+        if not self._paused.is_set():
+            self.mqtt.pause_reading()
+            self._paused.set()
+
+    async def _relieve(self) -> None:
+        """Resume reading from the broker once the storage buffer has room again."""
+        while True:
+            await self._paused.wait()
+            await self.writer.wait_for_room()
+            self.mqtt.resume_reading()
+            self._paused.clear()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then drain: nothing accepted is lost on a clean stop."""
+        with contextlib.suppress(Exception):
+            await self.influx.create_database()  # spooled until InfluxDB answers if it is down
+        async with serve_http(self.http, self.config.api.listen), asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self.writer.run(), name="storage-writer"),
+                tg.create_task(self.mqtt.run(), name="mqtt"),
+                tg.create_task(self.ingest.publish_deadletters(), name="deadletters"),
+                tg.create_task(self._relieve(), name="back-pressure"),
+            ]
+            self.ready.set()
+            log.info(
+                "hub running: %d sensors, MQTT %s, InfluxDB %s/%s, HTTP %s",
+                len(self.inventory.sensors),
+                self.config.mqtt.url,
+                self.config.influx.url,
+                self.config.influx.database,
+                self.config.api.listen,
+            )
+            await stop.wait()
+            log.info("stopping: draining buffers")
+            await self.ingest.close()
+            await self.writer.close()  # acknowledges what it stored or spooled
+            await self.mqtt.stop()
+            for task in tasks:
+                task.cancel()
+        await self.influx.close()
+        log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def running(config: HubConfig, inventory: Inventory) -> AsyncIterator[Hub]:
+    """Run a hub for the length of the block (tests, embedding)."""
+    hub = Hub(config, inventory)
+    stop = asyncio.Event()
+    task = asyncio.create_task(hub.run(stop), name="hub")
+    ready = asyncio.create_task(hub.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()  # raises what stopped it
+    try:
+        yield hub
+    finally:
+        stop.set()
+        await task
+
+
+def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
+    """Start Mosquitto and InfluxDB for the configured URLs when nothing answers there."""
+    started: list[LocalService] = []
+    mqtt = urlsplit(config.mqtt.url)
+    influx = urlsplit(config.influx.url)
+    wanted: list[LocalService] = [
+        LocalMosquitto(
+            data_dir=data_dir / "mosquitto",
+            port=mqtt.port or 1883,
+            host=mqtt.hostname or "127.0.0.1",
+        ),
+        LocalInflux(
+            data_dir=data_dir / "influxdb",
+            port=influx.port or 8086,
+            host=influx.hostname or "127.0.0.1",
+        ),
+    ]
+    for service in wanted:
+        if port_open(service.host, service.port):
+            log.info("%s already answers on %s:%d", service.name, service.host, service.port)
+            continue
+        service.start()
+        log.info(
+            "started %s on %s:%d (data in %s)",
+            service.name,
+            service.host,
+            service.port,
+            service.data_dir,
+        )
+        started.append(service)
+    return started
+
+
+async def _serve(config: HubConfig, inventory: Inventory) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Hub(config, inventory).run(stop)
+
+
+def main(args: argparse.Namespace) -> int:
+    """`hub run`: load and validate everything, then serve until SIGTERM or Ctrl-C."""
+    try:
+        config = load_config(
+            Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
+        )
+        inventory = load_inventory(config.inventory)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"hub: not starting: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    services = _local_services(config, Path(args.local_services)) if args.local_services else []
+    try:
+        asyncio.run(_serve(config, inventory))
+    finally:
+        for service in reversed(services):
+            service.stop()
+    return 0

@@ -1,0 +1,182 @@
+"""The ingest stage: MQTT messages in, readings out to storage and to the rules, bad ones to the
+dead-letter topic. Messages are acknowledged to the broker only once their readings are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import orjson
+
+from hub import metrics
+from hub.ingest.validate import Reading, Rejection, Validator
+from hub.inventory import Sensor
+from hub.mqtt import Message
+from hub.storage.line import reading_prefix
+
+log = logging.getLogger("hub.ingest")
+
+ReadingListener = Callable[[list[Reading]], None]
+
+
+class Publisher(Protocol):
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> None: ...
+
+
+class Sink(Protocol):
+    def submit(self, lines: bytes, count: int, token: object | None = None) -> None: ...
+
+    @property
+    def full(self) -> bool: ...
+
+
+class Ingest:
+    """Routes messages by topic, validates them, and hands readings on."""
+
+    def __init__(
+        self,
+        validator: Validator,
+        sink: Sink,
+        publisher: Publisher,
+        *,
+        prefix: str = "hub",
+        deadletter_queue: int = 10000,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.validator = validator
+        self.sink = sink
+        self.publisher = publisher
+        self.prefix = prefix.rstrip("/")
+        self._depth = self.prefix.count("/") + 1
+        self.clock = clock
+        self.listeners: list[ReadingListener] = []
+        self._lines: dict[str, str] = {}
+        self._deadletters: collections.deque[bytes] = collections.deque(maxlen=deadletter_queue)
+        self._deadletter_ready = asyncio.Event()
+        self._closing = False
+        self.on_full: Callable[[], None] = lambda: None
+
+    @staticmethod
+    def subscriptions_for(prefix: str) -> list[tuple[str, int]]:
+        """The topic filters ingest needs, at QoS 1 so that nothing sent at QoS 1 is lost."""
+        prefix = prefix.rstrip("/")
+        return [(f"{prefix}/sensors/+/+", 1), (f"{prefix}/gateways/+/+", 1)]
+
+    @property
+    def deadletter_topic(self) -> str:
+        return f"{self.prefix}/deadletter"
+
+    def set_validator(self, validator: Validator) -> None:
+        """Swap in a validator for a new inventory; line prefixes are rebuilt lazily."""
+        self.validator = validator
+        self._lines.clear()
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def on_messages(self, messages: list[Message]) -> None:
+        """Handle a batch of messages as the MQTT client read them off the socket."""
+        if self._closing:
+            return  # not acknowledged: the broker delivers them again next session
+        now = self.clock()
+        depth = self._depth
+        lines: list[str] = []
+        accepted: list[Reading] = []
+        received = 0
+        sensors = gateways = 0
+        for msg in messages:
+            parts = msg.topic.split("/")
+            family = parts[depth] if len(parts) == depth + 3 else ""
+            if family == "sensors":
+                sensors += 1
+                readings, rejections = self.validator.sensor_message(
+                    parts[depth + 1], parts[depth + 2], msg.payload, now
+                )
+                received += 1
+            elif family == "gateways":
+                gateways += 1
+                readings, rejections = self.validator.gateway_message(
+                    parts[depth + 1], parts[depth + 2], msg.payload, now
+                )
+                received += len(readings) + len(rejections)
+            else:
+                readings = []
+                rejections = [Rejection("unknown_topic", f"no ingest route for {msg.topic!r}")]
+            line = self._line_prefix
+            lines.extend(f"{line(r.sensor)}{r.value!r} {r.ts_ns}\n" for r in readings)
+            accepted.extend(readings)
+            for rejection in rejections:
+                self._reject(msg, rejection, now)
+        if sensors:
+            metrics.MESSAGES_IN.labels("sensors").inc(sensors)
+        if gateways:
+            metrics.MESSAGES_IN.labels("gateways").inc(gateways)
+        metrics.READINGS_IN.inc(received)
+        metrics.READINGS_ACCEPTED.inc(len(accepted))
+        # One submit per batch; the messages ride along and are acknowledged, in order, once
+        # the readings are in InfluxDB or in the spool. Messages whose readings were all
+        # refused ride along too, so that acknowledgements keep the order of arrival.
+        acks = [m for m in messages if m.qos]
+        self.sink.submit("".join(lines).encode(), len(lines), acks or None)
+        if self.sink.full:
+            self.on_full()
+        if accepted:
+            for listener in self.listeners:
+                listener(accepted)
+
+    def _line_prefix(self, sensor: Sensor) -> str:
+        prefix = self._lines.get(sensor.id)
+        if prefix is None:
+            prefix = reading_prefix(
+                sensor.id, sensor.kind, sensor.region, sensor.site or ""
+            ).decode()
+            self._lines[sensor.id] = prefix
+        return prefix
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def _reject(self, msg: Message, rejection: Rejection, now_ns: int) -> None:
+        metrics.READINGS_REJECTED.labels(rejection.reason).inc()
+        if len(self._deadletters) == self._deadletters.maxlen:
+            metrics.DEADLETTERS_DROPPED.inc()
+        self._deadletters.append(
+            orjson.dumps(
+                {
+                    "topic": msg.topic,
+                    "payload": msg.payload[:1024].decode("utf-8", errors="backslashreplace"),
+                    "error": rejection.error,
+                    "reason": rejection.reason,
+                    "ts": now_ns / 1e9,
+                }
+            )
+        )
+        self._deadletter_ready.set()
+
+    async def publish_deadletters(self) -> None:
+        """Publish dead letters at QoS 1, forever; a burst is sent concurrently."""
+        while True:
+            await self._deadletter_ready.wait()
+            self._deadletter_ready.clear()
+            while self._deadletters:
+                burst = [
+                    self._deadletters.popleft() for _ in range(min(256, len(self._deadletters)))
+                ]
+                await asyncio.gather(
+                    *(self.publisher.publish(self.deadletter_topic, body, qos=1) for body in burst)
+                )
+
+    async def close(self) -> None:
+        """Stop taking messages; what is not acknowledged yet is redelivered next session."""
+        self._closing = True
+        deadline = time.monotonic() + 5.0
+        while self._deadletters and time.monotonic() < deadline:
+            self._deadletter_ready.set()
+            await asyncio.sleep(0.01)
+        if self._deadletters:
+            log.warning("%d dead letters not published at shutdown", len(self._deadletters))
