@@ -146,6 +146,7 @@ class LocalMosquitto(LocalService):
     binary: str = "mosquitto"
     data_dir: Path = Path("var/mosquitto")
     port: int = 1883
+    extra_config: str = ""  # more mosquitto.conf lines, e.g. "log_type subscribe\n"
 
     @property
     def url(self) -> str:
@@ -172,7 +173,7 @@ class LocalMosquitto(LocalService):
             "log_dest stdout\n"
             "log_type error\n"
             "log_type warning\n"
-            "log_type notice\n"
+            "log_type notice\n" + self.extra_config
         )
 
     def command(self) -> list[str]:
