@@ -1,0 +1,169 @@
+"""`hub run` as a process: SIGTERM drains what it holds; SIGKILL loses nothing, because the
+broker delivers again whatever the hub had not acknowledged."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.services import LocalInflux, LocalMosquitto, free_port
+from tests.helpers import Peer, influx_query, wait_for, write_config, write_site
+
+pytestmark = pytest.mark.integration
+
+
+class HubProcess:
+    """`python -m hub run` with a config of the test's own."""
+
+    def __init__(self, config: Path, listen: str, log: Path) -> None:
+        self.config = config
+        self.listen = listen
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub", "run", "-c", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(lambda: self.health().get("mqtt_connected"), "the hub to connect", timeout=30)
+
+    def health(self) -> dict[str, object]:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"hub exited {self.proc.returncode}: {self.log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://{self.listen}/api/health", timeout=2) as r:
+                return dict(json.load(r))
+        except urllib.error.HTTPError as exc:
+            return dict(json.load(exc))
+        except OSError:
+            return {}
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://{self.listen}/metrics", timeout=2) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return 0.0
+
+    def signal(self, sig: signal.Signals) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def hub_process(
+    tmp_path: Path,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> Iterator[HubProcess]:
+    listen = f"127.0.0.1:{free_port()}"
+    config = write_config(
+        tmp_path / "hub.yaml",
+        mqtt={
+            "url": mosquitto.url,
+            "client_id": f"hub-{uid}",
+            "prefix": prefix,
+            "reconnect_min": "50ms",
+            "reconnect_max": "500ms",
+        },
+        # A long flush interval keeps readings in memory, where a kill would catch them.
+        influx={
+            "url": influx.url,
+            "database": database,
+            "flush_interval": "30s",
+            "batch_size": 100_000,
+        },
+        inventory=[str(write_site(tmp_path / "site"))],
+        api={"listen": listen},
+        data_dir=str(tmp_path / "var"),
+    )
+    hub = HubProcess(config, listen, tmp_path / "hub.log")
+    yield hub
+    hub.stop()
+
+
+def publish(peer: Peer, prefix: str, count: int) -> None:
+    base = time.time() - 600
+    for i in range(count):
+        body = {"value": i / 1000, "ts": base + i / 1000}
+        peer.publish(f"{prefix}/sensors/suwon/wl-{100 + i % 100}", json.dumps(body))
+    wait_for(peer.all_sent, f"{count} readings to reach the broker")
+
+
+def stored(influx: LocalInflux, database: str) -> int:
+    rows = influx_query(influx.url, database, "SELECT count(value) FROM reading")
+    return int(rows[0]["count"]) if rows else 0  # type: ignore[call-overload]
+
+
+def test_sigterm_drains_the_buffer_before_exit(
+    hub_process: HubProcess,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    hub_process.start()
+    peer = Peer(mosquitto.url, f"sensor-{uid}")
+    try:
+        publish(peer, prefix, 500)
+        wait_for(
+            lambda: hub_process.metric("hub_readings_accepted_total") >= 500,
+            "the hub to take all 500 readings",
+        )
+        assert stored(influx, database) == 0  # still in the hub's buffer
+        assert hub_process.signal(signal.SIGTERM) == 0
+    finally:
+        peer.close()
+    assert stored(influx, database) == 500
+    assert "stopped" in hub_process.log.read_text()
+
+
+def test_sigkill_with_readings_in_memory_loses_nothing(
+    hub_process: HubProcess,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    hub_process.start()
+    peer = Peer(mosquitto.url, f"sensor-{uid}")
+    try:
+        publish(peer, prefix, 500)
+        wait_for(
+            lambda: hub_process.metric("hub_readings_accepted_total") >= 500,
+            "the hub to take all 500 readings",
+        )
+        hub_process.signal(signal.SIGKILL)
+        assert stored(influx, database) == 0
+        hub_process.start()  # the same client id: the broker delivers the 500 again
+        wait_for(
+            lambda: hub_process.metric("hub_readings_accepted_total") >= 500,
+            "the restarted hub to take the 500 readings again",
+        )
+        assert hub_process.signal(signal.SIGTERM) == 0
+    finally:
+        peer.close()
+    assert stored(influx, database) == 500
