@@ -30,8 +30,8 @@ DEADLETTERS_DROPPED = Counter(
     "Dead letters not published because their queue was full",
     registry=REGISTRY,
 )
-INGEST_QUEUE = Gauge(
-    "hub_ingest_queue_depth", "Messages waiting to be validated", registry=REGISTRY
+DEADLETTER_QUEUE = Gauge(
+    "hub_deadletter_queue_depth", "Dead letters waiting to be published", registry=REGISTRY
 )
 
 # Storage

@@ -60,6 +60,8 @@ class Ingest:
         self._lines: dict[str, str] = {}
         self._deadletters: collections.deque[bytes] = collections.deque(maxlen=deadletter_queue)
         self._deadletter_ready = asyncio.Event()
+        self._deadletters_idle = asyncio.Event()
+        self._deadletters_idle.set()
         self._closing = False
         self.on_full: Callable[[], None] = lambda: None
 
@@ -128,7 +130,11 @@ class Ingest:
             self.on_full()
         if accepted:
             for listener in self.listeners:
-                listener(accepted)
+                try:
+                    listener(accepted)
+                except Exception:
+                    # A failing consumer must not stop ingest or storage of the readings.
+                    log.exception("reading listener %r failed", listener)
 
     def _line_prefix(self, sensor: Sensor) -> str:
         prefix = self._lines.get(sensor.id)
@@ -156,6 +162,8 @@ class Ingest:
                 }
             )
         )
+        metrics.DEADLETTER_QUEUE.set(len(self._deadletters))
+        self._deadletters_idle.clear()
         self._deadletter_ready.set()
 
     async def publish_deadletters(self) -> None:
@@ -170,13 +178,17 @@ class Ingest:
                 await asyncio.gather(
                     *(self.publisher.publish(self.deadletter_topic, body, qos=1) for body in burst)
                 )
+                metrics.DEADLETTER_QUEUE.set(len(self._deadletters))
+            self._deadletters_idle.set()
 
-    async def close(self) -> None:
-        """Stop taking messages; what is not acknowledged yet is redelivered next session."""
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop taking messages and publish the dead letters still queued, for up to `grace` s.
+
+        What was not acknowledged is delivered again by the broker next session.
+        """
         self._closing = True
-        deadline = time.monotonic() + 5.0
-        while self._deadletters and time.monotonic() < deadline:
-            self._deadletter_ready.set()
-            await asyncio.sleep(0.01)
-        if self._deadletters:
+        try:
+            async with asyncio.timeout(grace):
+                await self._deadletters_idle.wait()
+        except TimeoutError:
             log.warning("%d dead letters not published at shutdown", len(self._deadletters))
