@@ -1,0 +1,47 @@
+"""Every query of the Grafana dashboards runs on a real InfluxDB holding the hub's readings."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hub.services import LocalInflux
+from hub.storage.line import reading_line
+from tests.helpers import influx_query
+
+DASHBOARDS = sorted((Path(__file__).parent.parent / "dashboards").glob("*.json"))
+
+
+def _grafana_macros(query: str) -> str:
+    return (
+        query.replace("$timeFilter", "time > now() - 1h")
+        .replace("$__interval", "1m")
+        .replace("/^$region$/", "/^(suwon|goyang)$/")
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_queries_return_data(path: Path, influx: LocalInflux, database: str) -> None:
+    now = time.time_ns()
+    lines = b"".join(
+        reading_line(f"s-{kind}", kind, "suwon", "up-1", 1.5, now - i * 10**9)
+        for kind in ("water_level", "rain_rate", "tilt", "flood_switch")
+        for i in range(5)
+    )
+    urllib.request.urlopen(f"{influx.url}/query?q=CREATE+DATABASE+{database}", data=b"")
+    urllib.request.urlopen(f"{influx.url}/write?db={database}", data=lines)
+
+    dashboard = json.loads(path.read_text())
+    queries = [t["query"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert queries, f"{path.name} has no queries"
+    for query in queries:
+        rows = influx_query(influx.url, database, _grafana_macros(query))
+        assert any(r.get("mean") or r.get("count") for r in rows), f"no data for {query}"
+    for variable in dashboard["templating"]["list"]:
+        rows = influx_query(influx.url, database, variable["query"])
+        assert {r["value"] for r in rows} == {"suwon"}
