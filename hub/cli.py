@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hub.rules.cli import add_test_arguments
+
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -34,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config, inventory and rules")
     _connection_flags(check)
+
+    rules = sub.add_parser("rules", help="rule tools")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    add_test_arguments(rules_sub.add_parser("test", help="run rule test cases"))
     return parser
 
 
@@ -43,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.check import main as check_main
 
         return check_main(args)
+    if args.command == "rules":
+        from hub.rules.cli import test_main
+
+        return test_main(args)
     if args.command == "run":
         from hub.app import main as run_main
 

@@ -1,0 +1,61 @@
+"""`detection`: a camera saw at least so many objects of some classes, recently enough."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.config.problems import KeyPath
+from hub.rules.conditions.base import ConditionKind, Scope, register, where
+from hub.rules.model import Condition, DetectionCondition
+from hub.rules.schema import Ctx, duration, fraction, integer, known_names, mapping, names
+
+_EXAMPLE = "{classes: [person, car], min_count: 1, within: 2m}"
+_KEYS = ("classes", "min_count", "min_score", "within", "cameras")
+
+
+def _cameras(ctx: Ctx, path: KeyPath, value: object, scope: Scope) -> str | tuple[str, ...] | None:
+    if value in ("site", "region"):
+        if value == "site" and scope.per == "region":
+            ctx.error(path, "a region has no site; write cameras: region or list camera ids")
+            return None
+        return str(value)
+    inv = ctx.inventory
+    return known_names(ctx, path, value, inv.cameras if inv else None, "camera")
+
+
+def _parse(ctx: Ctx, path: KeyPath, data: dict[str, Any], scope: Scope) -> Condition | None:
+    dpath = (*path, "detection")
+    spec = mapping(ctx, dpath, data["detection"], _KEYS, _EXAMPLE)
+    if spec is None:
+        return None
+    ok = True
+    for key in ("classes", "within"):
+        if key not in spec:
+            ctx.error(dpath, f"{key}: is missing; for example {_EXAMPLE}")
+            ok = False
+    classes = names(ctx, (*dpath, "classes"), spec["classes"], "class") if "classes" in spec else ()
+    within = duration(ctx, (*dpath, "within"), spec["within"]) if "within" in spec else 0.0
+    min_count: int | None = 1
+    if "min_count" in spec:
+        min_count = integer(ctx, (*dpath, "min_count"), spec["min_count"], 1)
+    min_score: float | None = 0.5
+    if "min_score" in spec:
+        min_score = fraction(ctx, (*dpath, "min_score"), spec["min_score"])
+    cameras: str | tuple[str, ...] | None = "region" if scope.per == "region" else "site"
+    if "cameras" in spec:
+        cameras = _cameras(ctx, (*dpath, "cameras"), spec["cameras"], scope)
+    if not ok or not classes or not within or not min_count or min_score is None or not cameras:
+        return None
+    return DetectionCondition(where(path), classes, min_count, min_score, within, cameras)
+
+
+register(
+    ConditionKind(
+        keys=("detection",),
+        allowed=("detection",),
+        parse=_parse,
+        example=f"{{detection: {_EXAMPLE}}}",
+        no_for="for: does not go with detection:; say how recent the detection must be "
+        "with within:",
+    )
+)

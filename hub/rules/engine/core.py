@@ -1,0 +1,231 @@
+"""The rule engine: readings, detections, the clock and operators in; events out.
+
+Pure: no I/O, no wall clock, no asyncio. Every time comes from the caller (a reading's own
+timestamp, a tick, an acknowledgement's time), so live runs, replays and rule tests run the
+same code and give the same events for the same input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from hub.ingest.validate import Reading
+from hub.inventory import Inventory
+from hub.rules.engine.effects import detection
+from hub.rules.engine.state import build, dump
+from hub.rules.engine.world import NO_CLOCK
+from hub.rules.events import (
+    Event,
+    Incident,
+    IncidentNotFoundError,
+    IncidentStateError,
+    IncidentUpdated,
+)
+from hub.rules.model import RuleSet
+
+
+class Engine:
+    """Evaluates a RuleSet over an Inventory.
+
+    Readings of a sensor older than (or as old as) its newest reading are ignored, and
+    counted in `late_readings`: a sensor's history is not rewritten once events came of it,
+    and QoS 1 redeliveries are dropped for free.
+    """
+
+    def __init__(
+        self, rules: RuleSet, inventory: Inventory, state: Mapping[str, Any] | None = None
+    ) -> None:
+        self._rules = rules
+        self._inventory = inventory
+        self._w, self._pending = build(rules, inventory, state)
+        self._changes = 0
+        self._saved = 0
+
+    # -- input --------------------------------------------------------------------------------
+
+    def on_readings(self, readings: Iterable[Reading]) -> list[Event]:
+        """Feed readings (in canonical units); return the events they cause, in order."""
+        w = self._w
+        self._begin()
+        seen, values, by_sensor, heap = w.seen, w.values, w.by_sensor, w.heap
+        missing = w.missing_held
+        late = 0
+        for sensor, value, ts in readings:
+            sid = sensor.id
+            prev = seen.get(sid)
+            if prev is not None and ts <= prev:
+                late += 1
+                continue
+            if ts > w.clock:
+                w.advance(ts)  # timers due by ts fire before the reading counts
+            seen[sid] = ts
+            values[sid] = value
+            if missing and sid in missing:
+                w.seen_again(sid, ts)
+            bindings = by_sensor.get(sid)
+            if bindings is not None:
+                for b in bindings:
+                    b.feed(w, value, ts, prev)
+            if heap and heap[0][0] <= w.clock:
+                w.run_due()  # a reading older than the clock may set a timer already due
+        w.late += late
+        return self._end()
+
+    def tick(self, now_ns: int) -> list[Event]:
+        """Move the clock to `now_ns`: `for:`, `missing`, escalations and archiving fall due."""
+        self._begin()
+        self._w.advance(now_ns)
+        return self._end()
+
+    def on_detection(
+        self,
+        camera_id: str,
+        site: str | None,
+        ts_ns: int,
+        detections: Iterable[Mapping[str, Any]],
+        *,
+        snapshot: str | None = None,
+        job_id: str | None = None,
+    ) -> list[Event]:
+        """A detection result: `detections` as in the contract, `{"class", "score", ...}`."""
+        labels = [(str(d.get("class")), float(d.get("score", 1.0))) for d in detections]
+        extra: dict[str, Any] = {"site": site}
+        if snapshot is not None:
+            extra["snapshot"] = snapshot
+        if job_id is not None:
+            extra["job_id"] = job_id
+        self._begin()
+        w = self._w
+        w.advance(ts_ns)
+        detection(w, camera_id, ts_ns, labels, extra)
+        w.run_due()
+        return self._end()
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: str, by: str, now_ns: int) -> list[Event]:
+        """An operator acknowledged an incident; acknowledging twice does nothing.
+
+        Raises IncidentNotFoundError for an unknown (or archived) id.
+        """
+        self._find(incident_id)
+        self._begin()
+        self._w.advance(now_ns)
+        rec = self._w.incidents.get(incident_id)
+        if rec is not None:  # the clock may have archived it just now
+            self._w.acknowledge(rec, by, max(now_ns, self._w.clock))
+        return self._end()
+
+    def archive(self, incident_id: str, now_ns: int) -> list[Event]:
+        """Archive a cleared incident.
+
+        Raises IncidentNotFoundError, or IncidentStateError if it has not cleared.
+        """
+        self._find(incident_id)
+        self._begin()
+        w = self._w
+        w.advance(now_ns)
+        rec = w.incidents.get(incident_id)
+        if rec is not None:
+            if rec.state != "cleared":
+                self._pending = self._end()  # what the clock did is not lost
+                raise IncidentStateError(
+                    f"incident {incident_id} is {rec.state}; only a cleared incident "
+                    "can be archived"
+                )
+            w.archive(rec, max(now_ns, w.clock))
+        return self._end()
+
+    def update_action(
+        self, action_id: str, status: str, now_ns: int, detail: str | None = None
+    ) -> list[Event]:
+        """Record an action's status (e.g. an actuator's ack); ids are "<incident>.<n>"."""
+        incident_id = action_id.rpartition(".")[0]
+        rec = self._find(incident_id)
+        index = next((i for i, a in enumerate(rec.actions) if a.id == action_id), None)
+        if index is None:
+            raise IncidentNotFoundError(f"incident {incident_id} has no action {action_id}")
+        self._begin()
+        w = self._w
+        w.advance(now_ns)
+        if incident_id in w.incidents:
+            action = dataclasses.replace(rec.actions[index], status=status, detail=detail)
+            rec.actions[index] = action
+            w.out.append(IncidentUpdated(max(now_ns, w.clock), rec.view(), "action"))
+        return self._end()
+
+    # -- rules and state ----------------------------------------------------------------------
+
+    def replace_rules(self, rules: RuleSet) -> list[Event]:
+        """Hot reload. Rules whose conditions are unchanged keep all their state; a changed
+        rule starts afresh but keeps its open incidents; a removed rule's are cleared."""
+        pending = self._pending
+        self._w, events = build(rules, self._inventory, dump(self._w))
+        self._rules = rules
+        self._pending = []
+        self._changes += 1
+        return pending + events
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that must survive a restart, as JSON-ready data; marks the state clean."""
+        self._saved = self._changes
+        return dump(self._w)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the state changed since the last snapshot()."""
+        return self._changes != self._saved
+
+    @property
+    def changes(self) -> int:
+        """A counter of calls that changed the state."""
+        return self._changes
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rules being evaluated."""
+        return self._rules
+
+    @property
+    def clock(self) -> int | None:
+        """The latest time seen (readings or ticks), or None before any."""
+        return None if self._w.clock == NO_CLOCK else self._w.clock
+
+    @property
+    def late_readings(self) -> int:
+        """Readings ignored because their sensor had already sent a newer one."""
+        return self._w.late
+
+    def incidents(self) -> list[Incident]:
+        """Incidents not archived (open and cleared), oldest first."""
+        found = sorted(self._w.incidents.values(), key=lambda r: (r.opened_at, r.id))
+        return [rec.view() for rec in found]
+
+    def incident(self, incident_id: str) -> Incident | None:
+        """One incident not archived, by id."""
+        rec = self._w.incidents.get(incident_id)
+        return rec.view() if rec else None
+
+    def open_incident(self, rule_id: str, subject: str) -> Incident | None:
+        """The open (active or acknowledged) incident of a rule and subject, if any."""
+        rt = self._w.rules.get(rule_id)
+        subj = rt.subjects.get(subject) if rt else None
+        return subj.incident.view() if subj and subj.incident else None
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _find(self, incident_id: str) -> Any:
+        rec = self._w.incidents.get(incident_id)
+        if rec is None:
+            raise IncidentNotFoundError(f"no incident {incident_id} (it may have been archived)")
+        return rec
+
+    def _begin(self) -> None:
+        self._w.out, self._pending = self._pending, []
+
+    def _end(self) -> list[Event]:
+        out, self._w.out = self._w.out, []
+        self._changes += 1
+        return out

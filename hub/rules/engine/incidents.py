@@ -1,0 +1,148 @@
+"""The engine's mutable incident record, its id, and its JSON form for snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from hub.rules.events import ActionRecord, Incident
+
+# Detection results kept as evidence per incident; older ones give way to newer ones.
+MAX_DETECTION_EVIDENCE = 20
+# Evidence kept in all; beyond it, the oldest after the first few (what opened the incident)
+# give way, so that a long incident re-triggered again and again stays small.
+MAX_EVIDENCE = 60
+KEEP_FIRST = 10
+
+
+def incident_id(rule: str, subject: str, opened_at: int) -> str:
+    """A short id that live runs, replays and rule tests all derive alike."""
+    key = f"{rule}\x00{subject}\x00{opened_at}".encode()
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+class IncidentRecord:
+    """An incident as the engine keeps it; `view()` gives the frozen form events carry."""
+
+    __slots__ = (
+        "acked_at",
+        "acked_by",
+        "actions",
+        "archived_at",
+        "cleared_at",
+        "esc_base",
+        "esc_done",
+        "evidence",
+        "id",
+        "opened_at",
+        "order",
+        "region",
+        "rule",
+        "severity",
+        "site",
+        "state",
+        "subject",
+        "title",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        rule: str,
+        title: str,
+        severity: str,
+        region: str,
+        site: str | None,
+        subject: str,
+        opened_at: int,
+    ) -> None:
+        self.id = id
+        self.rule = rule
+        self.title = title
+        self.severity = severity
+        self.region = region
+        self.site = site
+        self.subject = subject
+        self.opened_at = opened_at
+        self.state = "active"
+        self.acked_by: str | None = None
+        self.acked_at: int | None = None
+        self.cleared_at: int | None = None
+        self.archived_at: int | None = None
+        self.actions: list[ActionRecord] = []
+        self.evidence: list[dict[str, Any]] = []
+        # Escalation steps count from esc_base (the opening, or a restart); esc_done has a
+        # bit per step already run or skipped.
+        self.esc_base = opened_at
+        self.esc_done = 0
+        self.order: tuple[int, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        """Active or acknowledged: the incident still stands."""
+        return self.state in ("active", "acknowledged")
+
+    def view(self) -> Incident:
+        """The incident's state now, frozen."""
+        return Incident(
+            id=self.id,
+            rule=self.rule,
+            title=self.title,
+            severity=self.severity,
+            region=self.region,
+            site=self.site,
+            subject=self.subject,
+            opened_at=self.opened_at,
+            state=self.state,
+            acked_by=self.acked_by,
+            acked_at=self.acked_at,
+            cleared_at=self.cleared_at,
+            archived_at=self.archived_at,
+            actions=tuple(self.actions),
+            evidence=tuple(dict(e) for e in self.evidence),
+        )
+
+    def on_timer(self, eng: Any, deadline: int, token: Any) -> None:
+        """An escalation step or the automatic archiving fell due; the engine decides."""
+        eng.incident_timer(self, deadline, token)
+
+    def add_evidence(self, item: dict[str, Any]) -> None:
+        """Keep a piece of evidence, dropping the oldest detection beyond the limit."""
+        self.evidence.append(item)
+        detections = [i for i, e in enumerate(self.evidence) if e.get("kind") == "detection"]
+        if len(detections) > MAX_DETECTION_EVIDENCE:
+            del self.evidence[detections[0]]
+        if len(self.evidence) > MAX_EVIDENCE:
+            del self.evidence[KEEP_FIRST]
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, for a snapshot."""
+        out = self.view().to_dict()
+        out["esc_base"] = self.esc_base
+        out["esc_done"] = self.esc_done
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncidentRecord:
+        """The inverse of to_json."""
+        rec = cls(
+            id=str(data["id"]),
+            rule=str(data["rule"]),
+            title=str(data["title"]),
+            severity=str(data["severity"]),
+            region=str(data["region"]),
+            site=data.get("site"),
+            subject=str(data["subject"]),
+            opened_at=int(data["opened_at"]),
+        )
+        rec.state = str(data["state"])
+        rec.acked_by = data.get("acked_by")
+        rec.acked_at = data.get("acked_at")
+        rec.cleared_at = data.get("cleared_at")
+        rec.archived_at = data.get("archived_at")
+        rec.actions = [ActionRecord.from_dict(a) for a in data.get("actions", [])]
+        rec.evidence = [dict(e) for e in data.get("evidence", [])]
+        rec.esc_base = int(data.get("esc_base", rec.opened_at))
+        rec.esc_done = int(data.get("esc_done", 0))
+        return rec
