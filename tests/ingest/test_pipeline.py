@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from hub.config import load_config
-from hub.inventory import load_inventory
 
 from hub.app import Hub, running
+from hub.config import load_config
+from hub.inventory import load_inventory
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from tests.helpers import Peer, aquery, eventually, write_config, write_site
 
