@@ -12,12 +12,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hub.actions import ActionDispatcher
 from hub.api import HealthReport, build_app, serve_http
 from hub.config import ConfigError, HubConfig, load_config
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
 from hub.mqtt import MqttClient
+from hub.rules.check import check_rules
+from hub.rules.model import RuleSet
+from hub.rules.service import RuleService
+from hub.scheduler import rule_jobs, start_scheduler
 from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
 from hub.storage import InfluxClient, Spool, StorageWriter
 
@@ -27,7 +32,7 @@ log = logging.getLogger("hub")
 class Hub:
     """The running hub: one object that owns every part and every background task."""
 
-    def __init__(self, config: HubConfig, inventory: Inventory) -> None:
+    def __init__(self, config: HubConfig, inventory: Inventory, rules: RuleSet) -> None:
         self.config = config
         self.inventory = inventory
         mqtt, influx, ingest = config.mqtt, config.influx, config.ingest
@@ -75,14 +80,31 @@ class Hub:
             deadletter_queue=ingest.deadletter_queue,
         )
         self.mqtt.on_messages = self.ingest.on_messages
+        self.dispatcher = ActionDispatcher()
+        self.rules = RuleService(
+            rules,
+            inventory,
+            state_path=Path(config.data_dir) / "rules-state.json",
+            publisher=self.mqtt,
+            sink=self.writer,
+            dispatcher=self.dispatcher,
+            ack=self._ack,
+            prefix=mqtt.prefix,
+            rule_paths=config.rules,
+        )
+        self.ingest.listeners.append(self.rules.on_readings)
         self.ingest.on_full = self._on_full
         self._paused = asyncio.Event()
         self.http = build_app(self.health)
         self.ready = asyncio.Event()
 
     def _on_durable(self, tokens: list[object]) -> None:
-        for token in tokens:
-            self.mqtt.ack(token)  # type: ignore[arg-type]
+        # Stored is not enough: the rules' state that reflects these readings must be saved
+        # too, or a crash would lose what the rules made of them.
+        self.rules.hold(t for t in tokens if t is not None)
+
+    def _ack(self, token: object) -> None:
+        self.mqtt.ack(token)  # type: ignore[arg-type]
 
     def health(self) -> HealthReport:
         mqtt_ok = self.mqtt.connected
@@ -119,7 +141,9 @@ class Hub:
                 tg.create_task(self.mqtt.run(), name="mqtt"),
                 tg.create_task(self.ingest.publish_deadletters(), name="deadletters"),
                 tg.create_task(self._relieve(), name="back-pressure"),
+                tg.create_task(self.rules.dispatch_forever(), name="rules-dispatch"),
             ]
+            scheduler = start_scheduler(rule_jobs(self.rules))
             self.ready.set()
             log.info(
                 "hub running: %d sensors, MQTT %s, InfluxDB %s/%s, HTTP %s",
@@ -131,8 +155,10 @@ class Hub:
             )
             await stop.wait()
             log.info("stopping: draining buffers")
+            scheduler.shutdown(wait=False)
             await self.ingest.close()
-            await self.writer.close()  # acknowledges what it stored or spooled
+            await self.writer.close()  # what it stored or spooled is handed to the rules' gate
+            await self.rules.drain(grace=5.0)  # saves the state, then acknowledges
             await self.mqtt.stop()
             for task in tasks:
                 task.cancel()
@@ -143,7 +169,7 @@ class Hub:
 @contextlib.asynccontextmanager
 async def running(config: HubConfig, inventory: Inventory) -> AsyncIterator[Hub]:
     """Run a hub for the length of the block (tests, embedding)."""
-    hub = Hub(config, inventory)
+    hub = Hub(config, inventory, load_rules(config, inventory))
     stop = asyncio.Event()
     task = asyncio.create_task(hub.run(stop), name="hub")
     ready = asyncio.create_task(hub.ready.wait())
@@ -191,12 +217,20 @@ def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
     return started
 
 
-async def _serve(config: HubConfig, inventory: Inventory) -> None:
+def load_rules(config: HubConfig, inventory: Inventory) -> RuleSet:
+    """The configured rules; ConfigError with every problem if any file is invalid."""
+    rules, problems = check_rules(config.rule_files(), inventory)
+    if rules is None:
+        raise ConfigError(problems)
+    return rules
+
+
+async def _serve(config: HubConfig, inventory: Inventory, rules: RuleSet) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Hub(config, inventory).run(stop)
+    await Hub(config, inventory, rules).run(stop)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -206,6 +240,9 @@ def main(args: argparse.Namespace) -> int:
             Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
         )
         inventory = load_inventory(config.inventory)
+        # An invalid rule file stops the start: silently running without a flood rule is
+        # worse than not running.
+        rules = load_rules(config, inventory)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -216,7 +253,7 @@ def main(args: argparse.Namespace) -> int:
     )
     services = _local_services(config, Path(args.local_services)) if args.local_services else []
     try:
-        asyncio.run(_serve(config, inventory))
+        asyncio.run(_serve(config, inventory, rules))
     finally:
         for service in reversed(services):
             service.stop()

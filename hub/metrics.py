@@ -79,6 +79,39 @@ MQTT_RECONNECTS = Counter(
 )
 
 
+# Rules
+RULES_LOADED = Gauge("hub_rules_loaded", "Rules in force", registry=REGISTRY)
+RULES_RELOADS = Counter(
+    "hub_rules_reloads", "Rule reloads, by result (ok, failed)", ["result"], registry=REGISTRY
+)
+RULES_VALID = Gauge(
+    "hub_rules_valid",
+    "0 while the rule files on disk have errors (the last good rules run)",
+    registry=REGISTRY,
+)
+RULE_EVENTS = Counter(
+    "hub_rule_events", "Events the rules emitted, by kind", ["event"], registry=REGISTRY
+)
+INCIDENTS_OPEN = Gauge("hub_incidents_open", "Incidents active or acknowledged", registry=REGISTRY)
+STATE_PERSIST = Histogram(
+    "hub_state_persist_seconds",
+    "Time to write the rules' state to disk",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+OUTBOX = Gauge(
+    "hub_outbox_events", "Rule events persisted but not yet dispatched", registry=REGISTRY
+)
+
+# Actions
+ACTIONS = Counter(
+    "hub_actions",
+    "Actions handed to executors, by kind and result",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
+
+
 def exposition() -> bytes:
     """The registry in Prometheus' text format."""
     return generate_latest(REGISTRY)

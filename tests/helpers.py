@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -187,3 +190,56 @@ def write_config(path: Path, **sections: dict[str, object] | str | list[str]) ->
     """Write a hub.yaml; JSON is YAML, so the loader reads it as an engineer's file."""
     path.write_text(json.dumps(sections, indent=2))
     return path
+
+
+# -- the hub as a process -------------------------------------------------------------------
+
+
+class HubProcess:
+    """`python -m hub run` with a config of the test's own."""
+
+    def __init__(self, config: Path, listen: str, log: Path) -> None:
+        self.config = config
+        self.listen = listen
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub", "run", "-c", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(lambda: self.health().get("mqtt_connected"), "the hub to connect", timeout=30)
+
+    def health(self) -> dict[str, object]:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"hub exited {self.proc.returncode}: {self.log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://{self.listen}/api/health", timeout=2) as r:
+                return dict(json.load(r))
+        except urllib.error.HTTPError as exc:
+            return dict(json.load(exc))
+        except OSError:
+            return {}
+
+    def metric(self, name: str) -> float:
+        """A metric's value from /metrics, summed over its label sets."""
+        total = 0.0
+        with urllib.request.urlopen(f"http://{self.listen}/metrics", timeout=2) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith((name + " ", name + "{")):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def signal(self, sig: signal.Signals) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -5,67 +5,16 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.helpers import Peer, influx_query, wait_for, write_config, write_site
+from tests.helpers import HubProcess, Peer, influx_query, wait_for, write_config, write_site
 
 pytestmark = pytest.mark.integration
-
-
-class HubProcess:
-    """`python -m hub run` with a config of the test's own."""
-
-    def __init__(self, config: Path, listen: str, log: Path) -> None:
-        self.config = config
-        self.listen = listen
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", "run", "-c", str(self.config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(lambda: self.health().get("mqtt_connected"), "the hub to connect", timeout=30)
-
-    def health(self) -> dict[str, object]:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"hub exited {self.proc.returncode}: {self.log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://{self.listen}/api/health", timeout=2) as r:
-                return dict(json.load(r))
-        except urllib.error.HTTPError as exc:
-            return dict(json.load(exc))
-        except OSError:
-            return {}
-
-    def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://{self.listen}/metrics", timeout=2) as resp:
-            for line in resp.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        return 0.0
-
-    def signal(self, sig: signal.Signals) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
