@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hub.rules.cli import add_test_arguments
+from hub.rules.replay_cli import add_replay_arguments
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="rule tools")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
     add_test_arguments(rules_sub.add_parser("test", help="run rule test cases"))
+
+    replay = sub.add_parser(
+        "replay", help="run the rules over stored history and report what they would have done"
+    )
+    add_replay_arguments(replay)
     return parser
 
 
@@ -53,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.rules.cli import test_main
 
         return test_main(args)
+    if args.command == "replay":
+        from hub.rules.replay_cli import replay_main
+
+        return replay_main(args)
     if args.command == "run":
         from hub.app import main as run_main
 
