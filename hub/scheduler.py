@@ -14,6 +14,9 @@ from typing import Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger("hub.scheduler")
+# A run skipped because the previous one is still going is the intended coalescing (a slow
+# disk under load), not news; job failures are logged by APScheduler's executors at ERROR.
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
