@@ -8,25 +8,48 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
+
+from aiohttp import web
 
 from hub.actions import ActionDispatcher
 from hub.api import HealthReport, build_app, serve_http
+from hub.audit import AuditLog
 from hub.config import ConfigError, HubConfig, load_config
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
-from hub.mqtt import MqttClient
+from hub.mqtt import Message, MqttClient
 from hub.rules.check import check_rules
 from hub.rules.model import RuleSet
 from hub.rules.service import RuleService
-from hub.scheduler import rule_jobs, start_scheduler
+from hub.scheduler import Job, rule_jobs, start_scheduler
 from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
 from hub.storage import InfluxClient, Spool, StorageWriter
 
 log = logging.getLogger("hub")
+
+
+class Component(Protocol):
+    """A part of the hub with work of its own (actuators, notifications, detection).
+
+    Components are added in `Hub.__init__`. Messages on topics that start with
+    `topic_prefix` are routed to `on_messages`; the component acknowledges them (QoS 1) with
+    `hub.mqtt.ack` once it has made them durable.
+    """
+
+    name: str
+    topic_prefix: str | None
+    subscriptions: Sequence[tuple[str, int]]
+
+    def on_messages(self, messages: list[Message]) -> None: ...
+    def jobs(self) -> list[Job]: ...
+    def add_routes(self, app: web.Application) -> None: ...
+    async def run(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class Hub:
@@ -79,7 +102,8 @@ class Hub:
             prefix=mqtt.prefix,
             deadletter_queue=ingest.deadletter_queue,
         )
-        self.mqtt.on_messages = self.ingest.on_messages
+        self._routes: list[tuple[str, Callable[[list[Message]], None]]] = []
+        self.mqtt.on_messages = self._route
         self.dispatcher = ActionDispatcher()
         self.rules = RuleService(
             rules,
@@ -95,8 +119,46 @@ class Hub:
         self.ingest.listeners.append(self.rules.on_readings)
         self.ingest.on_full = self._on_full
         self._paused = asyncio.Event()
+        self.audit = AuditLog(self.writer)
         self.http = build_app(self.health)
         self.ready = asyncio.Event()
+        self.components: list[Component] = []
+        # Components are added here, in the order they start (and the reverse of their stop).
+        for component in self.components:
+            self._add(component)
+
+    def _add(self, component: Component) -> None:
+        for topic_filter, qos in component.subscriptions:
+            self.mqtt.add_subscription(topic_filter, qos)
+        if component.topic_prefix:
+            self._routes.append((component.topic_prefix, component.on_messages))
+        component.add_routes(self.http)
+
+    def _route(self, messages: list[Message]) -> None:
+        """Ingest takes the stream; messages on a component's topics go to the component."""
+        if not self._routes:
+            self.ingest.on_messages(messages)
+            return
+        readings: list[Message] = []
+        others: dict[int, list[Message]] = {}
+        for msg in messages:
+            for index, (prefix, _) in enumerate(self._routes):
+                if msg.topic.startswith(prefix):
+                    others.setdefault(index, []).append(msg)
+                    break
+            else:
+                readings.append(msg)
+        if readings:
+            self.ingest.on_messages(readings)
+        for index, batch in others.items():
+            self._routes[index][1](batch)
+
+    def acknowledge(self, incident_id: str, by: str) -> None:
+        """An operator acknowledges an incident; audited (raises IncidentNotFoundError)."""
+        self.rules.acknowledge(incident_id, by)
+        self.audit.record(
+            "ack", by, f"acknowledged incident {incident_id}", incident_id=incident_id
+        )
 
     def _on_durable(self, tokens: list[object]) -> None:
         # Stored is not enough: the rules' state that reflects these readings must be saved
@@ -143,7 +205,9 @@ class Hub:
                 tg.create_task(self._relieve(), name="back-pressure"),
                 tg.create_task(self.rules.dispatch_forever(), name="rules-dispatch"),
             ]
-            scheduler = start_scheduler(rule_jobs(self.rules))
+            tasks += [tg.create_task(c.run(), name=c.name) for c in self.components]
+            jobs = rule_jobs(self.rules) + [job for c in self.components for job in c.jobs()]
+            scheduler = start_scheduler(jobs)
             self.ready.set()
             log.info(
                 "hub running: %d sensors, MQTT %s, InfluxDB %s/%s, HTTP %s",
@@ -157,8 +221,11 @@ class Hub:
             log.info("stopping: draining buffers")
             scheduler.shutdown(wait=False)
             await self.ingest.close()
+            await self.rules.drain(grace=5.0)  # hands the last events to the components
+            for component in reversed(self.components):
+                await component.close()
             await self.writer.close()  # what it stored or spooled is handed to the rules' gate
-            await self.rules.drain(grace=5.0)  # saves the state, then acknowledges
+            await self.rules.persist()  # saves the state, then acknowledges those readings
             await self.mqtt.stop()
             for task in tasks:
                 task.cancel()

@@ -7,10 +7,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationInfo,
@@ -18,55 +15,22 @@ from pydantic import (
     model_validator,
 )
 
+from hub.actuators.config import ActuatorsConfig
 from hub.config.paths import collect_files
-from hub.config.problems import describe
-from hub.durations import DurationError, format_duration, parse_duration
+from hub.config.types import (
+    ConfigPath,
+    Count,
+    Duration,
+    Name,
+    PathList,
+    PositiveDuration,
+    Section,
+    _lower,
+)
+from hub.durations import format_duration
+from hub.notify.config import NotifyConfig
 
 RULE_SUFFIXES = (".yaml", ".yml")
-
-
-def _seconds(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        # pydantic turns ValueError into a validation error; a TypeError would escape.
-        what = f"expected a duration such as 30s, 5m or 250ms, got {describe(value)}"
-        raise ValueError(what)  # noqa: TRY004
-    try:
-        return parse_duration(value)
-    except DurationError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Relative paths are read against the config file's folder, not the working folder."""
-    path = value.expanduser()
-    if path.is_absolute():
-        return path
-    base = (info.context or {}).get("base")
-    return (Path(base) if base is not None else Path.cwd()) / path
-
-
-def _one_or_many(value: object) -> object:
-    # `inventory: site/` is a natural slip for `inventory: [site/]`; both mean the same.
-    return [value] if isinstance(value, str) else value
-
-
-def _lower(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-# Durations as people write them (30s, 5m, 250ms, or plain seconds), held as float seconds.
-Duration = Annotated[float, BeforeValidator(_seconds)]
-PositiveDuration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
-ConfigPath = Annotated[Path, AfterValidator(_resolve)]
-PathList = Annotated[tuple[ConfigPath, ...], BeforeValidator(_one_or_many)]
-Name = Annotated[str, AfterValidator(_not_blank)]
-Count = Annotated[int, Field(gt=0)]
 
 
 def _redact(url: str) -> str:
@@ -96,11 +60,7 @@ def _split_url(value: str, schemes: tuple[str, str]) -> SplitResult:
     return parts
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MqttConfig(_Section):
+class MqttConfig(Section):
     """The broker the hub reads readings from and publishes commands and incidents to."""
 
     url: str = "mqtt://127.0.0.1:1883"
@@ -161,7 +121,7 @@ class MqttConfig(_Section):
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
 
-class InfluxConfig(_Section):
+class InfluxConfig(Section):
     """The InfluxDB 1.x API that readings, incidents and the audit trail are written to."""
 
     url: str = "http://127.0.0.1:8086"
@@ -193,7 +153,7 @@ class InfluxConfig(_Section):
         return value
 
 
-class IngestConfig(_Section):
+class IngestConfig(Section):
     """Limits on what the hub accepts from sensors and gateways."""
 
     max_payload_bytes: Count = 65536
@@ -203,7 +163,7 @@ class IngestConfig(_Section):
     deadletter_queue: Count = 10_000
 
 
-class ApiToken(_Section):
+class ApiToken(Section):
     """A client of the HTTP API, known by the SHA-256 of its bearer token."""
 
     name: Name
@@ -223,7 +183,7 @@ class ApiToken(_Section):
         return text
 
 
-class ApiConfig(_Section):
+class ApiConfig(Section):
     """The HTTP API and situation-room page."""
 
     listen: str = "127.0.0.1:8080"
@@ -254,7 +214,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 _SECTIONS = ("mqtt", "influx", "ingest", "api")
 
 
-class HubConfig(_Section):
+class HubConfig(Section):
     """The whole of hub.yaml; every section is optional."""
 
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -263,6 +223,8 @@ class HubConfig(_Section):
     inventory: PathList = ()
     rules: PathList = ()
     api: ApiConfig = Field(default_factory=ApiConfig)
+    actuators: ActuatorsConfig = Field(default_factory=ActuatorsConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     _source: Path | None = PrivateAttr(default=None)

@@ -251,6 +251,10 @@ class MqttClient:
             conn.write(struct.pack(f">{len(ids)}I", *ids))
         return len(ids)
 
+    def add_subscription(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe at every connect from now on (before `run`, or for the next connect)."""
+        self._subscriptions[topic_filter] = _subscription_qos(qos)
+
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""
         self._subscriptions[topic_filter] = _subscription_qos(qos)
