@@ -101,6 +101,9 @@ class RuleService:
         self._idle = asyncio.Event()
         self._idle.set()
         self.reload_problems: list[str] = []
+        # Called with each incident event (the `event_to_dict` form) once the state that holds
+        # it is saved; notifications listen here. A listener must not block.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._rule_files_seen = self._stat_rule_files()
         state = self._load()
         self.engine = Engine(rules, inventory, state.get("engine") if state else None)
@@ -221,6 +224,11 @@ class RuleService:
         incident = event["incident"]
         await self._publish_incident(incident)
         self.sink.submit(self._incident_line(event["event"], event["at"], incident), 1)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("rules: incident listener %r failed", listener)
 
     async def _publish_incident(self, incident: dict[str, Any]) -> None:
         topic = f"{self.prefix}/incidents/{incident['region']}/{incident['id']}"
