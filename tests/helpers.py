@@ -186,6 +186,23 @@ def write_site(folder: Path, inventory: dict[str, object] | None = None) -> Path
     return folder
 
 
+def service_sections(
+    mqtt_url: str, influx_url: str, prefix: str, database: str, uid: str, **influx: object
+) -> dict[str, dict[str, object]]:
+    """The `mqtt` and `influx` sections of a test's hub.yaml: its own prefix, client id and
+    database, and quick reconnects."""
+    return {
+        "mqtt": {
+            "url": mqtt_url,
+            "client_id": f"hub-{uid}",
+            "prefix": prefix,
+            "reconnect_min": "50ms",
+            "reconnect_max": "500ms",
+        },
+        "influx": {"url": influx_url, "database": database, **influx},
+    }
+
+
 def write_config(path: Path, **sections: dict[str, object] | str | list[str]) -> Path:
     """Write a hub.yaml; JSON is YAML, so the loader reads it as an engineer's file."""
     path.write_text(json.dumps(sections, indent=2))

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.helpers import HubProcess, Peer, influx_query, wait_for, write_config, write_site
+from tests.helpers import (
+    HubProcess,
+    Peer,
+    influx_query,
+    service_sections,
+    wait_for,
+    write_config,
+    write_site,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +37,16 @@ def hub_process(
     listen = f"127.0.0.1:{free_port()}"
     config = write_config(
         tmp_path / "hub.yaml",
-        mqtt={
-            "url": mosquitto.url,
-            "client_id": f"hub-{uid}",
-            "prefix": prefix,
-            "reconnect_min": "50ms",
-            "reconnect_max": "500ms",
-        },
         # A long flush interval keeps readings in memory, where a kill would catch them.
-        influx={
-            "url": influx.url,
-            "database": database,
-            "flush_interval": "30s",
-            "batch_size": 100_000,
-        },
+        **service_sections(
+            mosquitto.url,
+            influx.url,
+            prefix,
+            database,
+            uid,
+            flush_interval="30s",
+            batch_size=100_000,
+        ),
         inventory=[str(write_site(tmp_path / "site"))],
         api={"listen": listen},
         data_dir=str(tmp_path / "var"),

@@ -16,7 +16,7 @@ from hub.app import Hub, running
 from hub.config import load_config
 from hub.inventory import load_inventory
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.helpers import Peer, aquery, eventually, write_config, write_site
+from tests.helpers import Peer, aquery, eventually, service_sections, write_config, write_site
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +35,9 @@ def make_config(
     site = write_site(tmp_path / "site")
     return write_config(
         tmp_path / "hub.yaml",
-        mqtt={
-            "url": broker.url,
-            "client_id": f"hub-{uid}",
-            "prefix": prefix,
-            "reconnect_min": "50ms",
-            "reconnect_max": "500ms",
-        },
-        influx={
-            "url": influx.url,
-            "database": database,
-            "flush_interval": "50ms",
-            "batch_size": 500,
-        },
+        **service_sections(
+            broker.url, influx.url, prefix, database, uid, flush_interval="50ms", batch_size=500
+        ),
         ingest=ingest or {},
         inventory=[str(site)],
         api={"listen": f"127.0.0.1:{free_port()}"},

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.helpers import HubProcess, Peer, influx_query, wait_for, write_config, write_site
+from tests.helpers import (
+    HubProcess,
+    Peer,
+    influx_query,
+    service_sections,
+    wait_for,
+    write_config,
+    write_site,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,14 +79,7 @@ def hub_process(
     listen = f"127.0.0.1:{free_port()}"
     config = write_config(
         tmp_path / "hub.yaml",
-        mqtt={
-            "url": mosquitto.url,
-            "client_id": f"hub-{uid}",
-            "prefix": prefix,
-            "reconnect_min": "50ms",
-            "reconnect_max": "500ms",
-        },
-        influx={"url": influx.url, "database": database, "flush_interval": "50ms"},
+        **service_sections(mosquitto.url, influx.url, prefix, database, uid, flush_interval="50ms"),
         inventory=[str(write_site(tmp_path / "site"))],
         rules=[str(tmp_path / "rules")],
         api={"listen": listen},
