@@ -176,6 +176,8 @@ class Hub:
             mqtt_connected=mqtt_ok,
             influx_up=influx_ok,
             spooled_points=self.writer.spooled_points,
+            rules_loaded=len(self.rules.engine.rules),
+            rule_errors=list(self.rules.reload_problems),
         )
 
     def _on_full(self) -> None:

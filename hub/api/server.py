@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
 
@@ -19,6 +19,9 @@ class HealthReport:
     mqtt_connected: bool
     influx_up: bool
     spooled_points: int
+    rules_loaded: int = 0
+    # Problems of the rule files on disk when a reload failed; the last good rules run.
+    rule_errors: list[str] = field(default_factory=list)
     version: str = __version__
 
 

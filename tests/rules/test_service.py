@@ -90,6 +90,9 @@ async def test_hot_reload_keeps_the_last_good_rules_on_error(
         assert any("unknown key 'abvoe', did you mean 'above'?" in p for p in problems)
         assert metrics.RULES_VALID._value.get() == 0
         assert [r.id for r in hub.rules.engine.rules.rules] == ["flood"]
+        report = hub.health()
+        assert report.rules_loaded == 1
+        assert report.rule_errors == problems
 
         rule_file.write_text(TWO)
         await eventually(lambda: len(hub.rules.engine.rules) == 2, "the new rules in force")
