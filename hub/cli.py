@@ -42,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
     add_test_arguments(rules_sub.add_parser("test", help="run rule test cases"))
 
+    simulate = sub.add_parser("simulate", help="publish a storm or a scripted stream of readings")
+    _connection_flags(simulate)
+    simulate.add_argument("scenario", help="`storm` (generated over the inventory) or a YAML file")
+    simulate.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="compress the storm's ten minutes by this factor (default 1)",
+    )
+    simulate.add_argument("--qos", type=int, choices=(0, 1), default=0)
+
     replay = sub.add_parser(
         "replay", help="run the rules over stored history and report what they would have done"
     )
@@ -59,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.rules.cli import test_main
 
         return test_main(args)
+    if args.command == "simulate":
+        from hub.simulate import main as simulate_main
+
+        return simulate_main(args)
     if args.command == "replay":
         from hub.rules.replay_cli import replay_main
 

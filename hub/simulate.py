@@ -1,0 +1,207 @@
+"""`hub simulate SCENARIO`: publish a storm (generated over the inventory) or a scripted stream.
+
+Readings carry the time they are published, so the hub's rules see them as live data;
+`--speed` compresses the scenario's shape (how fast the rain and the water rise), not time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from hub.config import ConfigError, load_config
+from hub.config.yaml_source import load_yaml
+from hub.durations import DurationError, parse_duration
+from hub.inventory import Inventory, Sensor, load_inventory
+from hub.mqtt import MqttClient
+from hub.units import CANONICAL
+
+log = logging.getLogger("hub.simulate")
+
+STORM_S = 600.0  # the storm's shape at speed 1: ten minutes from first rain to flood
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One reading of a scenario, `at` seconds after the start (in scenario time)."""
+
+    at: float
+    sensor: str
+    value: float | None  # None: the sensor says nothing (a silent gauge)
+    unit: str | None = None
+
+
+def _ramp(x: float, start: float, end: float) -> float:
+    """0 before `start`, 1 after `end`, smooth in between (fractions of the storm)."""
+    if x <= start:
+        return 0.0
+    if x >= end:
+        return 1.0
+    t = (x - start) / (end - start)
+    return t * t * (3 - 2 * t)
+
+
+def storm_value(sensor: Sensor, x: float) -> float | None:
+    """The reading of `sensor` at fraction `x` of the storm, in its canonical unit."""
+    wobble = 0.02 * math.sin(17 * x + zlib.crc32(sensor.id.encode()) % 7)
+    site = sensor.site_type or ""
+    value: float | None
+    if sensor.kind == "rain_rate":
+        value = 2 + 70 * _ramp(x, 0.0, 0.35) * (1 + wobble)
+    elif sensor.kind == "rain_total":
+        value = 120 * _ramp(x, 0.0, 1.0)
+    elif sensor.kind == "water_level":
+        if site in ("underpass", "underground_road"):
+            value = 0.02 + 0.45 * _ramp(x, 0.15, 0.55)
+        elif site == "reservoir":
+            value = 12.0 + 5.5 * _ramp(x, 0.1, 0.9)
+        else:
+            value = 1.0 + 3.0 * _ramp(x, 0.1, 0.8)
+        value *= 1 + wobble / 10
+    elif sensor.kind == "flood_switch":
+        value = 1.0 if x > 0.5 else 0.0
+    elif sensor.kind == "tilt":
+        value = 0.2 + 1.6 * _ramp(x, 0.3, 0.7)
+    elif sensor.kind == "displacement":
+        value = 1.0 + 40 * _ramp(x, 0.3, 0.75)
+    elif sensor.kind == "soil_moisture":
+        value = 30 + 55 * _ramp(x, 0.0, 0.6)
+    elif sensor.kind == "battery":
+        value = 12.6 - 0.3 * x
+    else:
+        return None
+    if sensor.min is not None:
+        value = max(value, sensor.min)
+    if sensor.max is not None:
+        value = min(value, sensor.max)
+    return round(value, 4)
+
+
+def storm(inventory: Inventory, speed: float) -> Iterator[Step]:
+    """Every sensor reporting through the storm; one water-level gauge goes silent midway."""
+    length = STORM_S / speed
+    silent = next(
+        (
+            s.id
+            for s in inventory.sensors.values()
+            if s.kind == "water_level" and s.site_type == "river"
+        ),
+        None,
+    )
+    steps: list[Step] = []
+    for sensor in inventory.sensors.values():
+        every = min(sensor.expected_interval or 10.0, 10.0) / max(speed, 1.0)
+        every = max(every, 0.25)
+        t = 0.0
+        while t <= length:
+            x = t / length
+            if sensor.id == silent and x > 0.6:
+                break  # the gauge goes silent: its `missing` rule should notice
+            value = storm_value(sensor, x)
+            if value is not None:
+                steps.append(Step(t, sensor.id, value, _canonical(sensor.kind)))
+            t += every
+    steps.sort(key=lambda s: s.at)
+    yield from steps
+
+
+def _canonical(kind: str) -> str | None:
+    return CANONICAL.get(kind) or None
+
+
+def scripted(path: Path) -> list[Step]:
+    """Steps from a YAML file: `steps: [{at: 10s, sensor: id, value: 16, unit: cm}, ...]`."""
+    data, _ = load_yaml(path.read_text(), str(path))
+    steps: list[Step] = []
+    for index, item in enumerate(data.get("steps", []) if isinstance(data, dict) else []):
+        try:
+            at = parse_duration(item["at"])
+            steps.append(Step(at, str(item["sensor"]), float(item["value"]), item.get("unit")))
+        except (KeyError, TypeError, ValueError, DurationError) as exc:
+            raise ValueError(f"{path}: steps[{index}]: {exc}") from None
+    if not steps:
+        raise ValueError(f"{path}: no steps; write steps: [{{at: 0s, sensor: ID, value: 1}}]")
+    return sorted(steps, key=lambda s: s.at)
+
+
+async def publish(
+    client: MqttClient,
+    inventory: Inventory,
+    steps: Iterator[Step] | list[Step],
+    prefix: str,
+    *,
+    qos: int = 0,
+) -> int:
+    """Publish the steps at their times (relative to now); return how many were sent."""
+    start = time.monotonic()
+    sent = 0
+    for step in steps:
+        delay = start + step.at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sensor = inventory.sensors.get(step.sensor)
+        if sensor is None or step.value is None:
+            continue
+        body: dict[str, object] = {"value": step.value, "ts": time.time()}
+        if step.unit:
+            body["unit"] = step.unit
+        topic = f"{prefix}/sensors/{sensor.region}/{sensor.id}"
+        await client.publish(topic, orjson.dumps(body), qos=qos)
+        sent += 1
+    return sent
+
+
+async def _run(args: argparse.Namespace) -> int:
+    config = load_config(
+        Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
+    )
+    inventory = load_inventory(config.inventory)
+    if args.scenario == "storm":
+        steps: Iterator[Step] | list[Step] = storm(inventory, args.speed)
+    else:
+        steps = scripted(Path(args.scenario))
+    client = MqttClient(
+        config.mqtt.url,
+        client_id=f"{config.mqtt.client_id}-simulate",
+        username=config.mqtt.username,
+        password=config.mqtt.password,
+        clean_start=True,
+        session_expiry=0,
+    )
+    runner = asyncio.create_task(client.run())
+    try:
+        await client.wait_connected(30)
+        sent = await publish(client, inventory, steps, config.mqtt.prefix, qos=args.qos)
+    finally:
+        await client.stop()
+        await runner
+    print(f"hub simulate: {sent} readings published")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """`hub simulate SCENARIO`."""
+    if args.speed <= 0:
+        print("hub simulate: --speed must be more than 0", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"hub simulate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

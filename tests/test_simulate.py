@@ -1,0 +1,131 @@
+"""`hub simulate`: the storm over the example province, and a scripted scenario, published to
+a running hub through a real Mosquitto, every reading valid and stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from hub import metrics
+from hub.app import running
+from hub.cli import main
+from hub.config import load_config
+from hub.inventory import load_inventory
+from hub.services import LocalInflux, LocalMosquitto, free_port
+from hub.simulate import scripted, storm
+from tests.helpers import aquery, eventually, service_sections, write_config
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_storm_shape_over_the_example_province() -> None:
+    inventory = load_inventory([ROOT / "site"])
+    steps = list(storm(inventory, speed=60))
+    assert {s.sensor for s in steps} == set(inventory.sensors)
+    assert [s.at for s in steps] == sorted(s.at for s in steps)
+    length = 600 / 60
+
+    def last(kind: str, site_type: str | None = None) -> list[float]:
+        return [
+            s.value
+            for s in steps  # type: ignore[misc]
+            if inventory.sensors[s.sensor].kind == kind
+            and (site_type is None or inventory.sensors[s.sensor].site_type == site_type)
+            and s.at > 0.9 * length
+        ]
+
+    assert min(last("water_level", "underpass")) > 0.15  # above the underpass rule's 15 cm
+    assert min(last("rain_rate")) > 30
+    assert set(last("flood_switch")) == {1.0}
+    silent = next(
+        s for s in inventory.sensors.values() if s.kind == "water_level" and s.site_type == "river"
+    )
+    assert max(s.at for s in steps if s.sensor == silent.id) <= 0.6 * length + 1
+    for step in steps:
+        sensor = inventory.sensors[step.sensor]
+        assert step.value is not None
+        assert sensor.min is None or step.value >= sensor.min
+        assert sensor.max is None or step.value <= sensor.max
+
+
+def test_scripted_scenario_errors_say_where(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("steps:\n  - {at: soon, sensor: wl-1, value: 1}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: steps\[0\]: cannot read 'soon'"):
+        scripted(path)
+
+
+@pytest.mark.integration
+async def test_storm_readings_are_all_valid_and_stored(
+    tmp_path: Path,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    config_path = write_config(
+        tmp_path / "hub.yaml",
+        **service_sections(mosquitto.url, influx.url, prefix, database, uid, flush_interval="50ms"),
+        inventory=[str(ROOT / "site")],
+        rules=[str(ROOT / "rules")],
+        api={"listen": f"127.0.0.1:{free_port()}"},
+        data_dir=str(tmp_path / "var"),
+    )
+    config = load_config(config_path)
+    rejected_before = _rejected()
+    async with running(config, load_inventory(config.inventory)) as hub:
+        await hub.mqtt.wait_connected(10)
+        rc = await asyncio.to_thread(
+            main, ["simulate", "storm", "--speed", "300", "-c", str(config_path)]
+        )
+        assert rc == 0
+        expected = len(list(storm(load_inventory(config.inventory), speed=300)))
+        silent = 1  # one gauge stops reporting at 60% of the storm
+        assert expected > len(hub.inventory.sensors) - silent
+        await eventually(
+            lambda: _count(influx, database, expected),
+            f"{expected} readings stored",
+            timeout=30,
+        )
+    # Every generated reading passed validation: none was refused.
+    assert _rejected() == rejected_before
+
+
+def _rejected() -> float:
+    return sum(
+        sample.value
+        for family in metrics.READINGS_REJECTED.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def _count(influx: LocalInflux, database: str, want: int) -> bool:
+    rows = await aquery(influx.url, database, "SELECT count(value) FROM reading")
+    got = int(rows[0]["count"]) if rows else 0  # type: ignore[call-overload]
+    assert got <= want
+    return got == want
+
+
+def test_simulate_refuses_a_bad_speed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "storm", "--speed", "0"]) == 2
+    assert "--speed must be more than 0" in capsys.readouterr().err
+
+
+def test_scripted_steps(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {"at": "2s", "sensor": "wl-1", "value": 16, "unit": "cm"},
+                    {"at": "0s", "sensor": "wl-1", "value": 5, "unit": "cm"},
+                ]
+            }
+        )
+    )
+    assert [(s.at, s.value) for s in scripted(path)] == [(0.0, 5.0), (2.0, 16.0)]
