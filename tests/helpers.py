@@ -78,7 +78,15 @@ class Peer:
     appended to `received` as (topic, payload) pairs.
     """
 
-    def __init__(self, url: str, client_id: str, *, clean: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        clean: bool = True,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         parts = urllib.parse.urlsplit(url)
         self.received: list[tuple[str, bytes]] = []
         self._client = paho.Client(
@@ -87,6 +95,8 @@ class Peer:
             clean_session=clean,
             protocol=paho.MQTTv311,
         )
+        if username is not None:
+            self._client.username_pw_set(username, password)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)  # queue without limit while disconnected
         self._client.reconnect_delay_set(0.05, 0.5)
