@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.services import LocalInflux
-from hub.storage.line import reading_line
+from hub.storage.line import point_line, reading_line
 from tests.helpers import influx_query
 
 DASHBOARDS = sorted((Path(__file__).parent.parent / "dashboards").glob("*.json"))
@@ -33,6 +33,31 @@ def test_dashboard_queries_return_data(path: Path, influx: LocalInflux, database
         for kind in ("water_level", "rain_rate", "tilt", "flood_switch")
         for i in range(5)
     )
+    lines += b"".join(
+        [
+            point_line(
+                "incident",
+                {
+                    "rule": "flood",
+                    "severity": "severe",
+                    "region": "suwon",
+                    "site": "up-1",
+                    "subject": "s-water_level",
+                },
+                {"id": "abc", "state": "active", "event": "opened", "title": "Flood"},
+                now,
+            ),
+            point_line(
+                "command",
+                {"actuator": "b-1", "action": "close", "region": "suwon"},
+                {"command_id": "c-1", "status": "done"},
+                now,
+            ),
+            point_line(
+                "audit", {"kind": "ack", "actor": "desk-1"}, {"detail": "acknowledged"}, now
+            ),
+        ]
+    )
     urllib.request.urlopen(f"{influx.url}/query?q=CREATE+DATABASE+{database}", data=b"")
     urllib.request.urlopen(f"{influx.url}/write?db={database}", data=lines)
 
@@ -41,7 +66,9 @@ def test_dashboard_queries_return_data(path: Path, influx: LocalInflux, database
     assert queries, f"{path.name} has no queries"
     for query in queries:
         rows = influx_query(influx.url, database, _grafana_macros(query))
-        assert any(r.get("mean") or r.get("count") for r in rows), f"no data for {query}"
+        assert any(r.get(k) for r in rows for k in ("mean", "count", "last", "id", "detail")), (
+            f"no data for {query}"
+        )
     for variable in dashboard["templating"]["list"]:
         rows = influx_query(influx.url, database, variable["query"])
         assert {r["value"] for r in rows} == {"suwon"}
