@@ -66,9 +66,9 @@ def test_dashboard_queries_return_data(path: Path, influx: LocalInflux, database
     assert queries, f"{path.name} has no queries"
     for query in queries:
         rows = influx_query(influx.url, database, _grafana_macros(query))
-        assert any(r.get(k) for r in rows for k in ("mean", "count", "last", "id", "detail")), (
-            f"no data for {query}"
-        )
+        assert any(
+            r.get(k) for r in rows for k in ("mean", "count", "last", "id", "detail", "status")
+        ), f"no data for {query}"
     for variable in dashboard["templating"]["list"]:
         rows = influx_query(influx.url, database, variable["query"])
         assert {r["value"] for r in rows} == {"suwon"}
