@@ -15,8 +15,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger("hub.scheduler")
 # A run skipped because the previous one is still going is the intended coalescing (a slow
-# disk under load), not news; job failures are logged by APScheduler's executors at ERROR.
+# disk under load), and a line per run of a job that runs five times a second drowns the log;
+# job failures are still logged by APScheduler's executors at ERROR.
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
