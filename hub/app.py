@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from hub.actions import ActionDispatcher
+from hub.actuators.report import Reporter
+from hub.actuators.service import ActuatorService
 from hub.api import HealthReport, build_app, serve_http
 from hub.audit import AuditLog
 from hub.config import ConfigError, HubConfig, load_config
@@ -23,6 +25,8 @@ from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
 from hub.mqtt import Message, MqttClient
+from hub.notify.service import Notifier
+from hub.notify.web import cap_access
 from hub.rules.check import check_rules
 from hub.rules.model import RuleSet
 from hub.rules.service import RuleService
@@ -124,6 +128,30 @@ class Hub:
         self.ready = asyncio.Event()
         self.components: list[Component] = []
         # Components are added here, in the order they start (and the reverse of their stop).
+        self.actuators = ActuatorService(
+            config.actuators,
+            inventory,
+            rules=self.rules,
+            mqtt=self.mqtt,
+            reporter=Reporter(config.actuators, self.rules, self.audit, self.writer),
+            data_dir=Path(config.data_dir),
+            prefix=mqtt.prefix,
+            tokens=config.api.tokens,
+        )
+        self.dispatcher.register("actuate", self.actuators)
+        self.components.append(self.actuators)
+        self.notifier = Notifier(
+            config.notify,
+            data_dir=Path(config.data_dir),
+            audit=self.audit,
+            publisher=self.mqtt,
+            inventory=inventory,
+            prefix=mqtt.prefix,
+            authorize=cap_access(config.api),
+        )
+        self.dispatcher.register("notify", self.notifier)
+        self.rules.listeners.append(self.notifier.on_incident)
+        self.components.append(self.notifier)
         for component in self.components:
             self._add(component)
 

@@ -11,13 +11,14 @@ from pathlib import Path
 from hub.config import ConfigError, HubConfig, Problem, load_config
 from hub.config.problems import display_path
 from hub.inventory import Inventory, load_inventory
+from hub.notify.check import notify_checker
 from hub.rules.check import rules_checker
 
 # A further check: given the loaded configuration and inventory (None when the inventory
 # has problems of its own), it returns its problems. Rule validation registers here, so
 # that one `hub check` reports the config, the inventory and every rule file together.
 Checker = Callable[[HubConfig, Inventory | None], list[Problem]]
-CHECKERS: list[Checker] = [rules_checker]
+CHECKERS: list[Checker] = [rules_checker, notify_checker]
 
 
 def run_checks(

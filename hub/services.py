@@ -170,6 +170,10 @@ class LocalMosquitto(LocalService):
             # Queue generously for persistent sessions; a restart must not drop readings.
             "max_queued_messages 1000000\n"
             "max_inflight_messages 0\n"
+            # Without it the broker's small writes (a PUBACK, a command) wait behind Nagle's
+            # algorithm for the hub's delayed TCP ACK while readings stream: 6 ms instead of
+            # 0.2 ms per QoS 1 publish under load, on the way from a reading to a barrier.
+            "set_tcp_nodelay true\n"
             "log_dest stdout\n"
             "log_type error\n"
             "log_type warning\n"

@@ -27,7 +27,7 @@ from hub.ingest.validate import Reading
 from hub.inventory import Inventory
 from hub.rules.check import check_rules
 from hub.rules.engine.core import Engine
-from hub.rules.events import ActionRequested, Event, event_to_dict
+from hub.rules.events import ActionRequested, Event, IncidentNotFoundError, event_to_dict
 from hub.rules.model import RuleSet
 from hub.statefile import read_state, write_atomic
 from hub.storage.line import point_line
@@ -142,7 +142,14 @@ class RuleService:
                 {"version": STATE_VERSION, "engine": self.engine.snapshot(), "outbox": self._outbox}
             )
             start = time.perf_counter()
-            await asyncio.to_thread(write_atomic, self.state_path, data)
+            write = asyncio.ensure_future(asyncio.to_thread(write_atomic, self.state_path, data))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The thread writes on regardless; holding the lock until it is done keeps a
+                # second writer (the drain at shutdown) off the same temporary file.
+                await write
+                raise
             metrics.STATE_PERSIST.observe(time.perf_counter() - start)
         for token in covered:
             self._ack(token)
@@ -173,6 +180,43 @@ class RuleService:
     def acknowledge(self, incident_id: str, by: str) -> None:
         """An operator acknowledges an incident (raises IncidentNotFoundError)."""
         self._emit(self.engine.acknowledge(incident_id, by, self.clock()))
+
+    def raise_system(
+        self,
+        rule: str,
+        subject: str,
+        *,
+        region: str,
+        site: str | None,
+        title: str,
+        severity: str,
+        evidence: dict[str, Any],
+    ) -> None:
+        """Open (or add to) the hub's own incident for rule and subject, e.g. a failed command."""
+        self._emit(
+            self.engine.raise_system(
+                rule,
+                subject,
+                region=region,
+                site=site,
+                title=title,
+                severity=severity,
+                evidence=evidence,
+                now_ns=self.clock(),
+            )
+        )
+
+    def clear_system(self, rule: str, subject: str, note: str) -> None:
+        """Clear the hub's own open incident for rule and subject, if there is one."""
+        self._emit(self.engine.clear_system(rule, subject, note, self.clock()))
+
+    def update_action(self, action_id: str, status: str, detail: str | None = None) -> None:
+        """Record an action's status in its incident; nothing if the incident is archived."""
+        try:
+            events = self.engine.update_action(action_id, status, self.clock(), detail)
+        except IncidentNotFoundError:
+            return
+        self._emit(events)
 
     def _emit(self, events: list[Event]) -> None:
         if not events:
@@ -214,7 +258,10 @@ class RuleService:
                     log.exception("rules: could not dispatch %s", event.get("event"))
             del self._outbox[: len(batch)]
             self._update_gauges()
-            await self.persist()
+            if not self._outbox:
+                # With more events waiting, the next round's persist (before they leave)
+                # saves this removal too: one write instead of two on the way to an action.
+                await self.persist()
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
         if event["event"] == ActionRequested.name:

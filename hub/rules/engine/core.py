@@ -15,7 +15,7 @@ from hub.ingest.validate import Reading
 from hub.inventory import Inventory
 from hub.rules.engine.effects import detection
 from hub.rules.engine.state import build, dump
-from hub.rules.engine.world import NO_CLOCK
+from hub.rules.engine.world import NO_CLOCK, SYSTEM_RULES
 from hub.rules.events import (
     Event,
     Incident,
@@ -23,7 +23,7 @@ from hub.rules.events import (
     IncidentStateError,
     IncidentUpdated,
 )
-from hub.rules.model import RuleSet
+from hub.rules.model import SEVERITIES, RuleSet
 
 
 class Engine:
@@ -155,6 +155,73 @@ class Engine:
             rec.actions[index] = action
             w.out.append(IncidentUpdated(max(now_ns, w.clock), rec.view(), "action"))
         return self._end()
+
+    # -- the hub's own incidents --------------------------------------------------------------
+
+    def raise_system(
+        self,
+        rule: str,
+        subject: str,
+        *,
+        region: str,
+        site: str | None,
+        title: str,
+        severity: str,
+        evidence: Mapping[str, Any],
+        now_ns: int,
+    ) -> list[Event]:
+        """Open the hub's own incident for (rule, subject), or add to the one open.
+
+        `rule` must be one of SYSTEM_RULES. A repeat adds `evidence` and raises the severity
+        (never lowers it): one incident stands for a run of failures, as for a flapping sensor.
+        """
+        if rule not in SYSTEM_RULES:
+            raise ValueError(f"{rule!r} is not one of the hub's own incident kinds")
+        self._begin()
+        w = self._w
+        w.advance(now_ns)
+        t = max(now_ns, w.clock)
+        rec = self._open_system(rule, subject)
+        if rec is None:
+            w.open_system(
+                rule,
+                subject,
+                place=(region, site),
+                head=(title, severity),
+                evidence=dict(evidence),
+                t=t,
+            )
+        else:
+            rec.add_evidence(dict(evidence))
+            if SEVERITIES.index(severity) > SEVERITIES.index(rec.severity):
+                rec.severity = severity
+            rec.title = title
+            w.out.append(IncidentUpdated(t, rec.view(), "evidence"))
+        return self._end()
+
+    def clear_system(self, rule: str, subject: str, note: str, now_ns: int) -> list[Event]:
+        """Clear the hub's own open incident for (rule, subject); nothing if none is open."""
+        rec = self._open_system(rule, subject)
+        if rec is None:
+            return []
+        self._begin()
+        w = self._w
+        w.advance(now_ns)
+        if rec.is_open:  # the clock may have moved it on meanwhile
+            rec.add_evidence({"kind": "note", "text": note})
+            w.clear_system(rec, max(now_ns, w.clock))
+        return self._end()
+
+    def system_incident(self, rule: str, subject: str) -> Incident | None:
+        """The hub's own open incident for (rule, subject), if any."""
+        rec = self._open_system(rule, subject)
+        return rec.view() if rec is not None else None
+
+    def _open_system(self, rule: str, subject: str) -> Any:
+        for rec in self._w.by_rule.get(rule, {}).values():
+            if rec.subject == subject and rec.is_open:
+                return rec
+        return None
 
     # -- rules and state ----------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from hub.rules.engine.leaves import (
 )
 from hub.rules.engine.runtime import RuleRuntime, compile_rule
 from hub.rules.engine.subject import SubjectState
-from hub.rules.engine.world import NO_CLOCK, ORPHAN, World
+from hub.rules.engine.world import NO_CLOCK, ORPHAN, SYSTEM_RULES, World
 from hub.rules.events import Event
 from hub.rules.model import RuleSet
 
@@ -158,6 +158,8 @@ def _restore(w: World, state: Mapping[str, Any]) -> tuple[list[IncidentRecord], 
     for rec in w.incidents.values():
         if not rec.is_open:
             continue
+        if rec.rule in SYSTEM_RULES:
+            continue  # the hub's own incidents have no rule to lose
         owner = w.rules.get(rec.rule)
         subj = owner.subjects.get(rec.subject) if owner else None
         if subj is None:

@@ -31,6 +31,9 @@ from hub.rules.model import SEVERITIES
 from hub.rules.text import render
 
 NO_CLOCK = -(1 << 62)
+# Incidents the hub opens about itself (a command to an actuator that failed), not from a
+# rule's conditions: they live with the others but have no rule runtime behind them.
+SYSTEM_RULES = frozenset({"actuator-command"})
 ORPHAN: Order = (-1,)
 DEFAULT_ARCHIVE_NS = 86400 * NS
 
@@ -264,6 +267,46 @@ class World:
                 self.archive(rec, deadline)
         elif rec.is_open and rec.esc_base == token[2] and not rec.esc_done & (1 << token[1]):
             self.escalate(rec, token[1], deadline)
+
+    def open_system(
+        self,
+        rule: str,
+        subject: str,
+        *,
+        place: tuple[str, str | None],
+        head: tuple[str, str],
+        evidence: dict[str, Any],
+        t: int,
+    ) -> IncidentRecord:
+        """Open an incident of the hub's own (`head` is title and severity) at t."""
+        iid = incident_id(rule, subject, t)
+        n = 1
+        while iid in self.incidents:
+            n += 1
+            iid = f"{incident_id(rule, subject, t)}-{n}"
+        rec = IncidentRecord(
+            id=iid,
+            rule=rule,
+            title=head[0],
+            severity=head[1],
+            region=place[0],
+            site=place[1],
+            subject=subject,
+            opened_at=t,
+        )
+        self.incidents[iid] = rec
+        self.by_rule.setdefault(rule, {})[iid] = rec
+        rec.add_evidence(evidence)
+        self.out.append(IncidentOpened(t, rec.view()))
+        self.changed(rec, t)
+        return rec
+
+    def clear_system(self, rec: IncidentRecord, t: int) -> None:
+        """Clear an incident of the hub's own; it is archived on the default schedule."""
+        rec.state, rec.cleared_at = "cleared", t
+        self.out.append(IncidentCleared(t, rec.view()))
+        self.arm_archive(rec, None, ORPHAN)
+        self.changed(rec, t)
 
     def changed(self, rec: IncidentRecord, t: int) -> None:
         """Tell the rules whose conditions look at `rec`'s rule that its incidents changed."""

@@ -1,0 +1,268 @@
+"""Action latency benchmark: from a reading crossing a threshold (published on MQTT) to the
+barrier's close command arriving at a controller, through a real `hub run` process that
+validates and stores every reading of a steady background load. Not a test: it prints figures.
+
+    .venv/bin/python bench/actions.py [--rates 1000,5000,10000] [--samples 200]
+
+Each sample is a gauge at an underpass of its own going above the rule's level once, so each
+opens one incident and one command to that underpass's barrier. The controller (paho, in this
+process, so both ends read the same monotonic clock) acknowledges and reports the state, so
+commands finish as in service. The background load comes from another process over a raw
+socket (QoS 0), paced every 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as paho
+
+from hub.services import LocalInflux, LocalMosquitto, free_port
+
+PREFIX = "hub"
+# Crossings 100 ms apart: the latency of one crossing under load, not a storm of new incidents
+# every few milliseconds (which measures the rules' persistence throughput instead).
+SPACING = 0.1
+RULES = """
+rules:
+  - id: underpass-flood
+    severity: severe
+    sensors: {kind: water_level, site_type: underpass}
+    trigger: {above: 0.15}
+    actions:
+      - actuate: {actuators: site, kind: barrier, command: close}
+"""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(client_id: str) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a clean session."""
+    body = _utf8("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _utf8(client_id)
+    return b"\x10" + _varint(len(body)) + body
+
+
+def publish_packet(topic: str, payload: bytes) -> bytes:
+    """A QoS 0 PUBLISH."""
+    body = _utf8(topic) + payload
+    return b"\x30" + _varint(len(body)) + body
+
+
+def _point(feature: str, lon: float, lat: float, **props: object) -> dict[str, object]:
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+        "properties": {"type": feature, **props},
+    }
+
+
+def inventory(background: int, underpasses: int) -> dict[str, object]:
+    """Background gauges (no site), and underpasses each with a gauge and a barrier."""
+    ring = [[126.0, 37.0], [128.0, 37.0], [128.0, 38.0], [126.0, 38.0], [126.0, 37.0]]
+    features: list[dict[str, object]] = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"type": "region", "id": "bench", "name": "Bench"},
+        }
+    ]
+    features += [
+        _point("sensor", 126.5 + i * 1e-5, 37.5, id=f"bg{i}", kind="water_level", region="bench")
+        for i in range(background)
+    ]
+    for i in range(underpasses):
+        lon, lat = 127.0 + i * 1e-4, 37.2
+        features.append(_point("site", lon, lat, id=f"u{i}", region="bench", site_type="underpass"))
+        features.append(
+            _point("sensor", lon, lat, id=f"g{i}", kind="water_level", region="bench", site=f"u{i}")
+        )
+        features.append(
+            _point("actuator", lon, lat, id=f"b{i}", kind="barrier", region="bench", site=f"u{i}")
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def background_load(port: int, rate: int, sensors: int, stop: multiprocessing.Event) -> None:  # type: ignore[valid-type]
+    """Publish `rate` readings/s (QoS 0), paced every 10 ms, until `stop` is set."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(connect_packet(f"bench-load-{rate}"))
+        sock.recv(4)
+        sent, start, n = 0, time.monotonic(), 0
+        while not stop.is_set():  # type: ignore[attr-defined]
+            due = int((time.monotonic() - start) * rate)
+            parts = []
+            now = time.time()
+            while sent < due:
+                topic = f"{PREFIX}/sensors/bench/bg{n % sensors}"
+                payload = b'{"value":0.05,"ts":%.6f}' % now
+                parts.append(publish_packet(topic, payload))
+                sent += 1
+                n += 1
+            if parts:
+                sock.sendall(b"".join(parts))
+            time.sleep(0.01)
+        sock.sendall(b"\xe0\x00")
+
+
+class Controller:
+    """Notes when each barrier's command arrives, and answers it like a controller."""
+
+    def __init__(self, port: int) -> None:
+        self.arrived: dict[str, float] = {}
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-barriers")
+        self.client.on_message = self._on_message
+        self.ready = threading.Event()
+        self.client.on_subscribe = lambda *_: self.ready.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"{PREFIX}/actuators/+/+/command", 1)
+        self.client.loop_start()
+        if not self.ready.wait(10):
+            raise RuntimeError("the controller could not subscribe")
+
+    def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        now = time.perf_counter()
+        barrier = msg.topic.split("/")[-2]
+        self.arrived.setdefault(barrier, now)
+        cid = json.loads(msg.payload)["command_id"]
+        base = msg.topic.rsplit("/", 1)[0]
+        self.client.publish(f"{base}/state", b'{"state":"closed"}', qos=1, retain=True)
+        self.client.publish(f"{base}/ack", json.dumps({"command_id": cid, "status": "done"}), 1)
+
+
+def _metric(listen: str, name: str) -> float:
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def run_level(
+    rate: int, first: int, samples: int, port: int, controller: Controller, listen: str
+) -> list[float]:
+    """Latencies (ms) of `samples` threshold crossings under `rate` readings/s of load."""
+    stop = multiprocessing.Event()
+    load = multiprocessing.Process(target=background_load, args=(port, rate, 1000, stop))
+    load.start()
+    stored0 = _metric(listen, "hub_readings_accepted_total")
+    time.sleep(2.0)  # let the load settle before measuring
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-gauges-{rate}")
+    # The hub acknowledges a reading once it is stored (up to flush_interval later); paho's
+    # default of 20 messages in flight would hold later samples back in paho's own queue.
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    sent: dict[str, float] = {}
+    try:
+        for i in range(first, first + samples):
+            payload = json.dumps({"value": 0.3, "ts": time.time()})
+            sent[f"b{i}"] = time.perf_counter()
+            pub.publish(f"{PREFIX}/sensors/bench/g{i}", payload, qos=1)
+            time.sleep(SPACING)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(b in controller.arrived for b in sent):
+            time.sleep(0.05)
+    finally:
+        stored = _metric(listen, "hub_readings_accepted_total") - stored0
+        stop.set()
+        load.join(10)
+        pub.loop_stop()
+        pub.disconnect()
+    missing = [b for b in sent if b not in controller.arrived]
+    if missing:
+        print(f"  {len(missing)} commands did not arrive", file=sys.stderr)
+    elapsed = 2.0 + samples * SPACING
+    print(
+        f"  background: {stored / elapsed:,.0f} readings/s validated and stored (target {rate:,})"
+    )
+    return [(controller.arrived[b] - t) * 1000 for b, t in sent.items() if b in controller.arrived]
+
+
+def main() -> None:
+    """Run the benchmark and print p50/p99 per load level."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rates", default="1000,5000,10000")
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-actions-"))
+    broker = LocalMosquitto(data_dir=tmp / "mosquitto", port=free_port())
+    influx = LocalInflux(data_dir=tmp / "influxdb", port=free_port())
+    broker.start()
+    influx.start()
+    hub = None
+    try:
+        site = tmp / "site"
+        site.mkdir()
+        (site / "bench.geojson").write_text(json.dumps(inventory(1000, args.samples * len(rates))))
+        (tmp / "rules").mkdir()
+        (tmp / "rules" / "flood.yaml").write_text(RULES)
+        listen = f"127.0.0.1:{free_port()}"
+        config = tmp / "hub.yaml"
+        config.write_text(
+            json.dumps(
+                {
+                    "mqtt": {"url": broker.url, "client_id": "hub-bench", "prefix": PREFIX},
+                    "influx": {"url": influx.url, "database": "bench"},
+                    "inventory": [str(site)],
+                    "rules": [str(tmp / "rules")],
+                    "api": {"listen": listen},
+                    "actuators": {"rate_limit": {"commands": 1000}},
+                    "data_dir": str(tmp / "var"),
+                    "log_level": "warning",
+                }
+            )
+        )
+        hub = subprocess.Popen([sys.executable, "-m", "hub", "run", "-c", str(config)])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{listen}/api/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        controller = Controller(broker.port)
+        print("threshold crossing on MQTT -> close command at the controller")
+        for n, rate in enumerate(rates):
+            print(f"{rate:,} readings/s of background load:")
+            lat = sorted(
+                run_level(rate, n * args.samples, args.samples, broker.port, controller, listen)
+            )
+            p50 = statistics.median(lat)
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(f"  p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {lat[-1]:.2f} ms  (n={len(lat)})")
+    finally:
+        if hub is not None:
+            hub.terminate()
+            hub.wait(30)
+        influx.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,433 @@
+"""Commands to actuators as persisted jobs: sent, resent with the same id, confirmed, timed out.
+
+Every change to a job is appended to the journal (fsynced) before anything acts on it: before
+the command is published, before an actuator's acknowledgement is acknowledged to the broker,
+before the audit trail, InfluxDB or the incidents hear of it. After a crash the hub reads the
+journal back and resends what was not acknowledged, with the same command id, so an actuator
+that deduplicates by id (the contract asks it to) executes each command once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from hub.actuators import jobs as J
+from hub.actuators.api import add_routes
+from hub.actuators.config import ActuatorsConfig
+from hub.actuators.inbound import Inbound, parse
+from hub.actuators.journal import Journal
+from hub.actuators.policy import confirmation, interlock, rate_limited
+from hub.actuators.report import Reporter
+from hub.config.model import ApiToken
+from hub.inventory import Inventory
+from hub.mqtt import Message, MqttError
+from hub.rules.events import ActionRequested
+from hub.rules.service import RuleService, rfc3339
+from hub.scheduler import Job
+
+log = logging.getLogger("hub.actuators")
+PUBLISH_TIMEOUT = 2.0
+
+
+class Mqtt(Protocol):
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> None: ...
+    def ack(self, messages: list[Message]) -> int: ...
+
+
+class ActuatorService:
+    """The actuators component and the executor of `actuate` actions."""
+
+    name = "actuators"
+
+    def __init__(
+        self,
+        config: ActuatorsConfig,
+        inventory: Inventory,
+        *,
+        rules: RuleService,
+        mqtt: Mqtt,
+        reporter: Reporter,
+        data_dir: Path,
+        prefix: str = "hub",
+        tokens: Sequence[ApiToken] = (),
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.rules = rules
+        self.mqtt = mqtt
+        self.report = reporter
+        self.prefix = prefix.rstrip("/")
+        self.tokens = tuple(tokens)
+        self.clock = clock
+        self.topic_prefix: str | None = f"{self.prefix}/actuators/"
+        self.subscriptions: Sequence[tuple[str, int]] = [
+            (f"{self.prefix}/actuators/+/+/ack", 1),
+            (f"{self.prefix}/actuators/+/+/state", 1),
+        ]
+        self.commands: dict[str, J.CommandJob] = {}
+        self.states: dict[str, dict[str, Any]] = {}  # actuator -> {"state", "ts", "at"}
+        self.journal = Journal(data_dir / "actuators" / "commands.jsonl")
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=10_000)
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._ns = {
+            "ack_timeout": int(config.ack_timeout * J.S),
+            "resend_every": int(config.resend_every * J.S),
+            "done_timeout": int(config.done_timeout * J.S),
+        }
+        self._load()
+
+    # -- the component ------------------------------------------------------------------------
+
+    def on_messages(self, messages: list[Message]) -> None:
+        """Acks and states from actuators; acknowledged once what they changed is durable."""
+        for msg in messages:
+            try:
+                self._inbox.put_nowait(msg)
+            except asyncio.QueueFull:
+                # Not acknowledged: the broker delivers it again after a reconnect.
+                log.error(  # noqa: TRY400 - no traceback to show
+                    "actuators: inbox full, %s left to the broker", msg.topic
+                )
+
+    def jobs(self) -> list[Job]:
+        """No scheduled jobs: the component runs its own clock (deadlines of its jobs)."""
+        return []
+
+    def commands_list(self) -> list[J.CommandJob]:
+        """Every job kept, oldest first."""
+        return sorted(self.commands.values(), key=lambda j: (j.issued_at, j.command_id))
+
+    def add_routes(self, app: web.Application) -> None:
+        """The HTTP API of actuators."""
+        add_routes(app, self)
+
+    async def run(self) -> None:
+        """Handle acks and states, and the clock: resends, timeouts, expiry, escalation."""
+        await self._reconcile()
+        while True:
+            timeout = max(0.0, min(1.0, (self._next_due() - self.clock()) / J.S))
+            batch: list[Message] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    batch.append(await self._inbox.get())
+            while not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            if batch:
+                await self._handle(batch)
+            await self._on_clock()
+
+    async def close(self) -> None:
+        """Nothing is buffered: every change is durable before it is acted on."""
+        await self.journal.aclose()
+
+    # -- making commands ----------------------------------------------------------------------
+
+    async def execute(self, action: ActionRequested) -> None:
+        """The `actuate` executor: one command per actuator, once per action id."""
+        params = action.params
+        expires = params.get("expires_s")
+        for actuator in params.get("actuators", []):
+            command_id = J.command_id_for(action.action_id, actuator)
+            if command_id in self.commands:
+                continue  # handed over again after a restart: already made
+            await self.submit(
+                actuator,
+                str(params["command"]),
+                actor=action.rule,
+                reason=f"{action.rule}: incident {action.incident_id} ({action.step})",
+                command_id=command_id,
+                action_id=action.action_id,
+                incident_id=action.incident_id,
+                from_rule=True,
+                expires_s=float(expires) if expires is not None else None,
+            )
+
+    async def submit(
+        self,
+        actuator_id: str,
+        command: str,
+        *,
+        actor: str,
+        reason: str,
+        command_id: str | None = None,
+        action_id: str | None = None,
+        incident_id: str | None = None,
+        from_rule: bool = False,
+        override: bool = False,
+        expires_s: float | None = None,
+    ) -> J.CommandJob:
+        """Make a command, apply the safety policies, persist it, and send it if it may go."""
+        actuator = self.inventory.actuators.get(actuator_id)
+        if actuator is None:
+            raise J.CommandError(f"no actuator {actuator_id!r} in the inventory", 404)
+        async with self._lock:
+            now = self.clock()
+            cid = command_id or str(uuid.uuid4())
+            if cid in self.commands:
+                return self.commands[cid]
+            job = J.CommandJob(
+                command_id=cid,
+                actuator=actuator_id,
+                region=actuator.region,
+                site=actuator.site,
+                action=command,
+                expect=self.config.states.get(command),
+                actor=actor,
+                reason=reason,
+                issued_at=now,
+                expires_at=now + int((expires_s or self.config.expires) * J.S),
+                action_id=action_id,
+                incident_id=incident_id,
+                override=override,
+                updated_at=now,
+            )
+            refused = None
+            if not override:
+                issued = [
+                    j.issued_at
+                    for j in self.commands.values()
+                    if j.actuator == actuator_id and j.state != "rejected" and not j.override
+                ]
+                refused = rate_limited(self.config.rate_limit, issued, now) or interlock(
+                    self.config.interlocks, actuator, command, self.rules.engine.incidents()
+                )
+            policy = confirmation(self.config.confirm, actuator, command) if from_rule else None
+            if refused:
+                job.state, job.detail = "rejected", refused
+            elif policy is not None:
+                job.state, job.detail = "awaiting_confirmation", "waiting for an operator"
+                if policy.auto_after is not None:
+                    job.auto_at = now + int(policy.auto_after * J.S)
+            changed = [job]
+            if not refused:
+                # Only the latest command to an actuator may be resent: an old `close` resent
+                # after a newer `open` would undo it.
+                changed += [
+                    old
+                    for old in self.commands.values()
+                    if old.actuator == actuator_id
+                    and J.move(old, "expired", now, f"superseded by {cid}")
+                ]
+            self.commands[cid] = job
+            await self._persist(changed)
+        self.report.created(job)
+        for old in changed[1:]:
+            self._after(old, "hub")
+        self._after(job, actor)
+        if job.state == "queued":
+            await self._send(job)
+        return job
+
+    async def confirm(
+        self, actuator_id: str, command_id: str, actor: str, *, approve: bool = True
+    ) -> J.CommandJob:
+        """An operator lets a held command go (or refuses it)."""
+        job = self.commands.get(command_id)
+        if job is None or job.actuator != actuator_id:
+            raise J.CommandError(f"no command {command_id} for actuator {actuator_id}", 404)
+        async with self._lock:
+            if job.state != "awaiting_confirmation":
+                raise J.CommandError(f"command {command_id} is {job.state}, not awaiting", 409)
+            now = self.clock()
+            if approve:
+                J.move(job, "queued", now, f"confirmed by {actor}")
+                self._interlock_again(job, now)
+            else:
+                J.move(job, "rejected", now, f"refused by {actor}")
+            await self._persist([job])
+        self.report.confirmation(job, actor, approve)
+        self._after(job, actor)
+        if job.state == "queued":
+            await self._send(job)
+        return job
+
+    def _interlock_again(self, job: J.CommandJob, now: int) -> None:
+        """A held command goes only if its interlock still allows it."""
+        actuator = self.inventory.actuators[job.actuator]
+        why = interlock(self.config.interlocks, actuator, job.action, self.rules.engine.incidents())
+        if why and not job.override:
+            J.move(job, "rejected", now, why)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def _send(self, job: J.CommandJob) -> None:
+        payload = {
+            "command_id": job.command_id,
+            "action": job.action,
+            "incident_id": job.incident_id,
+            "issued_at": rfc3339(job.issued_at),
+            "expires_at": rfc3339(job.expires_at),
+            "reason": job.reason,
+        }
+        topic = f"{self.prefix}/actuators/{job.region}/{job.actuator}/command"
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self.mqtt.publish(topic, orjson.dumps(payload), qos=1)
+        except (TimeoutError, MqttError) as exc:
+            # The client keeps a QoS 1 message it could not hand over yet; the clock resends.
+            log.warning(
+                "actuators: command %s not yet taken by the broker: %r", job.command_id, exc
+            )
+            job.last_sent = self.clock()
+            return
+        async with self._lock:
+            before = job.state
+            if not J.on_sent(job, self.clock()):
+                return
+            await self._persist([job])
+        if job.state != before:
+            self._after(job, "hub")
+
+    # -- what actuators say -------------------------------------------------------------------
+
+    async def _handle(self, batch: list[Message]) -> None:
+        inbound: list[Inbound] = []
+        for msg in batch:
+            item = parse(msg, f"{self.prefix}/actuators/")
+            if isinstance(item, str):
+                log.warning("actuators: %s", item)
+            elif item.actuator not in self.inventory.actuators:
+                log.warning("actuators: %s from an actuator not in the inventory", msg.topic)
+            else:
+                inbound.append(item)
+        async with self._lock:
+            now = self.clock()
+            changed: list[J.CommandJob] = []
+            records: list[dict[str, Any]] = []
+            for item in inbound:
+                changed += self._apply(item, now, records)
+            await self._persist(changed, records)
+        self.mqtt.ack(batch)
+        for item in inbound:
+            self.report.inbound(item, self.commands.get(item.command_id or ""))
+        for job in dict.fromkeys(changed):
+            self._after(job, job.actuator)
+
+    def _apply(self, item: Inbound, now: int, records: list[dict[str, Any]]) -> list[J.CommandJob]:
+        if item.kind == "state":
+            self.states[item.actuator] = {"state": item.state, "ts": item.ts, "at": now}
+            records.append({"state": {"actuator": item.actuator, **self.states[item.actuator]}})
+            return [
+                j
+                for j in self.commands.values()
+                if j.actuator == item.actuator
+                and J.on_state(j, str(item.state), self.config.transitional, now)
+            ]
+        job = self.commands.get(item.command_id or "")
+        if job is None or job.actuator != item.actuator:
+            return []
+        changed = J.on_ack(job, str(item.status), item.state, item.detail, now)
+        known = self.states.get(job.actuator, {}).get("state")
+        changed = J.confirmed_by_known(job, known, now) or changed
+        return [job] if changed else []
+
+    # -- the clock ----------------------------------------------------------------------------
+
+    def _next_due(self) -> int:
+        live = [j for j in self.commands.values() if not j.final]
+        return min((J.next_due(j, **self._ns) for j in live), default=self.clock() + J.S)
+
+    async def _on_clock(self) -> None:
+        sends: list[J.CommandJob] = []
+        async with self._lock:
+            now = self.clock()
+            changed = []
+            for job in [j for j in self.commands.values() if not j.final]:
+                was = job.state
+                moved, send = J.due(job, now, **self._ns)
+                if moved and was == "awaiting_confirmation" and job.state == "queued":
+                    self._interlock_again(job, now)
+                    send = job.state == "queued"
+                if moved:
+                    changed.append(job)
+                if send:
+                    sends.append(job)
+            await self._persist(changed)
+        for job in changed:
+            self._after(job, "hub")
+        if sends:
+            async with asyncio.TaskGroup() as tg:
+                for job in sends:
+                    tg.create_task(self._send(job), name=f"send-{job.command_id}")
+        self._escalate()
+        if self.journal.records > self.config.compact_after:
+            await self._compact()
+
+    def _escalate(self) -> None:
+        """A failed command's incident that nobody acknowledged rises in severity."""
+        limit = self.clock() - int(self.config.escalate_after * J.S)
+        wanted = self.config.escalate_severity
+        for incident in self.rules.engine.incidents():
+            if (
+                incident.rule == "actuator-command"
+                and incident.state == "active"
+                and incident.opened_at <= limit
+                and incident.severity != wanted
+            ):
+                self.report.escalate(incident, wanted)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for record in self.journal.read():
+            if "job" in record:
+                job = J.CommandJob.from_dict(record["job"])
+                self.commands[job.command_id] = job
+            elif "state" in record:
+                state = dict(record["state"])
+                self.states[str(state.pop("actuator"))] = state
+        live = sum(1 for j in self.commands.values() if not j.final)
+        if self.commands:
+            log.info(
+                "actuators: %d commands restored, %d still under way", len(self.commands), live
+            )
+
+    async def _persist(
+        self, jobs: list[J.CommandJob], records: list[dict[str, Any]] | None = None
+    ) -> None:
+        out = list(records or [])
+        out += [{"job": j.to_dict()} for j in dict.fromkeys(jobs)]
+        await self.journal.append(out)
+
+    async def _compact(self) -> None:
+        async with self._lock:
+            keep_after = self.clock() - int(self.config.keep_finished * J.S)
+            self.commands = {
+                cid: j
+                for cid, j in self.commands.items()
+                if not j.final or j.updated_at > keep_after
+            }
+            records = [{"state": {"actuator": a, **s}} for a, s in self.states.items()]
+            records += [{"job": j.to_dict()} for j in self.commands_list()]
+            await self.journal.rewrite(records)
+
+    async def _reconcile(self) -> None:
+        """After a start: incidents and actions reflect the journal, even if a crash came
+        between persisting a change and telling the rules about it."""
+        latest: dict[str, J.CommandJob] = {}
+        for job in self.commands_list():
+            latest[job.actuator] = job
+            if job.action_id:
+                self.report.action_status(job, self.commands_list(), only_if_changed=True)
+        for job in latest.values():
+            self.report.incident(job, only_if_changed=True)
+        for job in self.commands.values():
+            if job.wants_send:
+                job.last_sent = None  # resend at once: the broker may not have it
+
+    def _after(self, job: J.CommandJob, actor: str) -> None:
+        self.report.changed(job, actor, self.commands_list())

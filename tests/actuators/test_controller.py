@@ -1,0 +1,189 @@
+"""Commands through a real Mosquitto to a controller that answers well, never, late, with a
+failure, twice, or with a state that contradicts its ack: each ends in its documented state,
+with the right incident, and no command is executed twice."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from hub.app import Hub
+from hub.rules.events import ActionRequested, Incident
+from tests.actuators.controller import Controller
+from tests.helpers import Peer, aquery, eventually
+
+pytestmark = pytest.mark.integration
+
+
+def system_incidents(hub: Hub) -> list[Incident]:
+    return [i for i in hub.rules.engine.incidents() if i.rule == "actuator-command"]
+
+
+async def command(hub: Hub, action: str = "close") -> str:
+    job = await hub.actuators.submit("bar-1", action, actor="desk-1", reason="test")
+    return job.command_id
+
+
+async def state_of(hub: Hub, cid: str, *states: str) -> str:
+    job = hub.actuators.commands[cid]
+    return await eventually(
+        lambda: job.state if job.state in states else None, f"{cid} to be {states}", timeout=10
+    )
+
+
+def executed_once(ctl: Controller) -> None:
+    assert ctl.executed, "the controller executed nothing"
+    assert set(ctl.executed.values()) == {1}, ctl.executed
+
+
+async def test_a_reading_closes_the_barrier_and_clearing_opens_it(
+    hub: Hub, controller: Controller, mosquitto: object, prefix: str, uid: str
+) -> None:
+    gauge = Peer(mosquitto.url, f"gauge-{uid}")  # type: ignore[attr-defined]
+    try:
+        gauge.publish(f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 20, "ts": time.time()}))
+        await eventually(lambda: controller.state == "closed", "the barrier to close")
+        (close,) = [j for j in hub.actuators.commands_list() if j.action == "close"]
+        assert close.actor == "underpass-flood"
+        assert close.action_id
+        await state_of(hub, close.command_id, "done")
+        incident = hub.rules.engine.incident(close.incident_id or "")
+        assert incident is not None
+        await eventually(
+            lambda: hub.rules.engine.incident(close.incident_id or "").actions[0].status == "done",  # type: ignore[union-attr]
+            "the rule's action to show done",
+        )
+        # The same action handed over again (at least once after a crash) makes no new command.
+        await hub.actuators.execute(_action(hub, close.action_id or ""))
+        assert len(hub.actuators.commands) == 1
+
+        gauge.publish(f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 5, "ts": time.time()}))
+        await eventually(lambda: controller.state == "open", "the barrier to open on clear")
+    finally:
+        gauge.close()
+    executed_once(controller)
+    assert len(controller.executed) == 2
+    assert not system_incidents(hub)
+
+
+def _action(hub: Hub, action_id: str) -> ActionRequested:
+    incident = hub.rules.engine.incident(action_id.rpartition(".")[0])
+    assert incident is not None
+    record = next(a for a in incident.actions if a.id == action_id)
+    return ActionRequested(
+        record.at,
+        action_id,
+        "actuate",
+        record.step,
+        record.params,
+        incident.id,
+        incident.rule,
+        incident.subject,
+        incident.region,
+        incident.site,
+        incident.severity,
+    )
+
+
+async def test_normal_ack_ends_done_and_stored(
+    hub: Hub, controller: Controller, influx: object, database: str
+) -> None:
+    cid = await command(hub)
+    await state_of(hub, cid, "done")
+    executed_once(controller)
+
+    async def statuses() -> list[object]:
+        query = "SELECT command_id, status FROM command"
+        rows = await aquery(influx.url, database, query)  # type: ignore[attr-defined]
+        found = [r["status"] for r in rows if r["command_id"] == cid]
+        return found if found and found[-1] == "done" else []
+
+    stored = await eventually(statuses, "the command's states in InfluxDB")
+    assert stored[0] == "queued"
+    assert stored.count("done") == 1
+    kinds = {e.kind for e in hub.audit.recent}
+    assert {"command", "ack", "state"} <= kinds
+
+
+async def test_never_acks_times_out_resends_the_same_id_and_opens_an_incident(
+    hub: Hub, controller: Controller
+) -> None:
+    controller.behaviour = "never"
+    cid = await command(hub)
+    await state_of(hub, cid, "timed_out")
+    await eventually(lambda: controller.received[cid] >= 3, "resends with the same id")
+    assert list(controller.received) == [cid], "a resend came with another id"
+    (incident,) = await eventually(lambda: system_incidents(hub), "the actuator's incident")
+    assert incident.subject == "bar-1"
+    assert incident.severity == "severe"
+    assert not controller.executed
+
+
+async def test_acks_late_ends_done_and_clears_its_incident(
+    hub: Hub, controller: Controller
+) -> None:
+    controller.behaviour = "hold"
+    cid = await command(hub)
+    await state_of(hub, cid, "timed_out")
+    await eventually(lambda: system_incidents(hub), "the actuator's incident")
+    await eventually(lambda: controller.received[cid] >= 2, "a resend")
+    controller.release()
+    await state_of(hub, cid, "done")
+    (incident,) = system_incidents(hub)
+    await eventually(lambda: system_incidents(hub)[0].state == "cleared", "the incident to clear")
+    executed_once(controller)
+    assert incident.rule == "actuator-command"
+
+
+async def test_a_failure_ends_failed_with_an_incident(hub: Hub, controller: Controller) -> None:
+    controller.behaviour = "fail"
+    cid = await command(hub)
+    await state_of(hub, cid, "failed")
+    (incident,) = await eventually(lambda: system_incidents(hub), "the actuator's incident")
+    assert incident.evidence[-1]["status"] == "failed"
+    # Another failure adds to the same incident: it does not page twice.
+    second = await command(hub)
+    await state_of(hub, second, "failed")
+    await eventually(
+        lambda: len(system_incidents(hub)[0].evidence) == 2, "the second failure as evidence"
+    )
+    assert len(system_incidents(hub)) == 1
+    executed_once(controller)
+
+
+async def test_acks_twice_is_done_once(hub: Hub, controller: Controller) -> None:
+    controller.behaviour = "twice"
+    cid = await command(hub)
+    await state_of(hub, cid, "done")
+    await eventually(
+        lambda: sum(1 for e in hub.audit.recent if e.kind == "ack") >= 3, "all the acks"
+    )
+    changes = [
+        e for e in hub.audit.recent if e.kind == "command" and e.fields.get("status") == "done"
+    ]
+    assert len(changes) == 1
+    executed_once(controller)
+    assert not system_incidents(hub)
+
+
+async def test_a_state_that_contradicts_the_ack_fails(hub: Hub, controller: Controller) -> None:
+    controller.behaviour = "contradict"
+    cid = await command(hub)
+    await state_of(hub, cid, "failed")
+    assert "reports state 'open'" in (hub.actuators.commands[cid].detail or "")
+    await eventually(lambda: system_incidents(hub), "the actuator's incident")
+    executed_once(controller)
+
+
+async def test_a_newer_command_supersedes_one_not_acknowledged(
+    hub: Hub, controller: Controller
+) -> None:
+    controller.behaviour = "never"
+    first = await command(hub, "close")
+    controller.behaviour = "normal"
+    second = await command(hub, "open")
+    await state_of(hub, second, "done")
+    assert hub.actuators.commands[first].state == "expired"
+    assert hub.actuators.commands[first].detail == f"superseded by {second}"
