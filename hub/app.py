@@ -19,6 +19,7 @@ from hub.actions import ActionDispatcher
 from hub.actuators.report import Reporter
 from hub.actuators.service import ActuatorService
 from hub.api import HealthReport, build_app, serve_http
+from hub.api.routes import add_room_routes
 from hub.audit import AuditLog
 from hub.config import ConfigError, HubConfig, load_config
 from hub.ingest.service import Ingest
@@ -125,6 +126,7 @@ class Hub:
         self._paused = asyncio.Event()
         self.audit = AuditLog(self.writer)
         self.http = build_app(self.health)
+        self.room = add_room_routes(self)  # the situation room: API, live stream, page
         self.ready = asyncio.Event()
         self.components: list[Component] = []
         # Components are added here, in the order they start (and the reverse of their stop).

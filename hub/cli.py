@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hub.demo import add_demo_arguments
 from hub.rules.cli import add_test_arguments
 from hub.rules.replay_cli import add_replay_arguments
 
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="run the rules over stored history and report what they would have done"
     )
     add_replay_arguments(replay)
+
+    add_demo_arguments(sub.add_parser("demo", help="the whole system on the example province"))
     return parser
 
 
@@ -78,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.rules.replay_cli import replay_main
 
         return replay_main(args)
+    if args.command == "demo":
+        from hub.demo import main as demo_main
+
+        return demo_main(args)
     if args.command == "run":
         from hub.app import main as run_main
 

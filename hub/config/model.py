@@ -190,6 +190,8 @@ class ApiConfig(Section):
     tokens: tuple[ApiToken, ...] = ()
     # Endpoints that need no token: the contract makes the CAP feed and health public.
     public: tuple[Literal["health", "cap", "metrics"], ...] = ("health", "cap")
+    # Base map tiles for the page ({z}/{x}/{y} URL); without them it draws the regions alone.
+    tiles: str | None = None
 
     @field_validator("listen")
     @classmethod

@@ -1,0 +1,320 @@
+"""The OpenAPI 3 description of the hub's HTTP API, served at /api/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub import __version__
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    role: str | None,
+    ok: dict[str, Any],
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    errors: tuple[int, ...] = (),
+    status: str = "200",
+) -> dict[str, Any]:
+    """One operation; `role` is the least token role it needs (None: public)."""
+    responses: dict[str, Any] = {status: ok}
+    if role is not None:
+        responses["401"] = _ERROR
+        if role != "viewer":
+            responses["403"] = _ERROR
+    for code in errors:
+        responses[str(code)] = _ERROR
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    op["security"] = [{"bearer": []}] if role else []
+    if role:
+        op["x-role"] = role
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def _list(key: str, item: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{item}"}
+    return {"type": "object", "properties": {key: {"type": "array", "items": ref}}}
+
+
+def _one(key: str, item: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"$ref": f"#/components/schemas/{item}"}}}
+
+
+_INCIDENT = {
+    "type": "object",
+    "required": ["id", "rule", "severity", "region", "subject", "opened_at", "state"],
+    "properties": {
+        "id": {"type": "string"},
+        "rule": {"type": "string"},
+        "title": {"type": "string"},
+        "severity": {"enum": ["minor", "moderate", "severe", "extreme"]},
+        "region": {"type": "string"},
+        "site": {"type": "string", "nullable": True},
+        "subject": {"type": "string", "description": "a sensor, or a site or region"},
+        "opened_at": {"type": "string", "format": "date-time"},
+        "state": {"enum": ["active", "acknowledged", "cleared", "archived"]},
+        "acked_by": {"type": "string", "nullable": True},
+        "acked_at": {"type": "string", "format": "date-time", "nullable": True},
+        "cleared_at": {"type": "string", "format": "date-time", "nullable": True},
+        "archived_at": {"type": "string", "format": "date-time", "nullable": True},
+        "actions": {"type": "array", "items": _OBJECT},
+        "evidence": {"type": "array", "items": _OBJECT, "description": "detections, snapshots"},
+    },
+}
+_SENSOR = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "kind": {"type": "string"},
+        "region": {"type": "string"},
+        "site": {"type": "string", "nullable": True},
+        "lon": {"type": "number"},
+        "lat": {"type": "number"},
+        "unit": {"type": "string", "description": "the kind's canonical unit"},
+        "expected_interval": {"type": "number", "nullable": True, "description": "seconds"},
+        "value": {"type": "number", "nullable": True},
+        "ts": {"type": "string", "format": "date-time", "nullable": True},
+        "state": {
+            "enum": ["ok", "alarm", "silent", "unknown"],
+            "description": "alarm: subject of an open incident; silent: no reading for three "
+            "expected intervals; unknown: no reading since the hub started",
+        },
+        "incidents": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_CAMERA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "region": {"type": "string"},
+        "site": {"type": "string", "nullable": True},
+        "lon": {"type": "number"},
+        "lat": {"type": "number"},
+        "heading": {"type": "number", "nullable": True},
+        "fov": {"type": "number", "nullable": True},
+        "range": {"type": "number", "nullable": True},
+        "url": {"type": "string", "description": "without user and password"},
+        "snapshot": {"type": "string", "nullable": True, "description": "path or URL"},
+        "snapshot_ts": {"type": "string", "format": "date-time", "nullable": True},
+        "snapshot_incident": {"type": "string", "nullable": True},
+    },
+}
+_COMMAND = {
+    "type": "object",
+    "required": ["command"],
+    "additionalProperties": False,
+    "properties": {
+        "command": {"type": "string", "example": "close"},
+        "reason": {"type": "string"},
+        "override": {"type": "boolean", "description": "past an interlock, audited"},
+        "expires": {"type": "string", "example": "2m"},
+    },
+}
+_STATES = "active, acknowledged, cleared, or open (active and acknowledged); comma-separated"
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document of every endpoint the hub serves."""
+    text = {"type": "string"}
+    paths: dict[str, Any] = {
+        "/": {"get": _op("The situation-room page", None, {"description": "HTML"})},
+        "/api/health": {
+            "get": _op("Health of the hub's parts", None, _json(_OBJECT), errors=(503,))
+        },
+        "/metrics": {"get": _op("Prometheus metrics", None, {"description": "text exposition"})},
+        "/api/openapi.json": {"get": _op("This document", None, _json(_OBJECT))},
+        "/api/map": {
+            "get": _op(
+                "Base tiles URL, regions (GeoJSON), sites, actuators' places",
+                "viewer",
+                _json(_OBJECT),
+            )
+        },
+        "/api/sensors": {
+            "get": _op(
+                "Every sensor with its latest value and state",
+                "viewer",
+                _json(_list("sensors", "Sensor")),
+            )
+        },
+        "/api/sensors/{id}/readings": {
+            "get": _op(
+                "A sensor's recent readings from InfluxDB, oldest first",
+                "viewer",
+                _json(_OBJECT),
+                params=[
+                    _path("id", "sensor id"),
+                    _query("since", "a duration back from now (1h, default) or RFC 3339 time"),
+                    _query(
+                        "limit",
+                        "at most this many, the newest (default 2000)",
+                        {"type": "integer", "minimum": 1, "maximum": 10000},
+                    ),
+                ],
+                errors=(400, 404, 503),
+            )
+        },
+        "/api/cameras": {
+            "get": _op(
+                "Every camera, with its last snapshot when there is one",
+                "viewer",
+                _json(_list("cameras", "Camera")),
+            )
+        },
+        "/api/incidents": {
+            "get": _op(
+                "Incidents not archived, newest first",
+                "viewer",
+                _json(_list("incidents", "Incident")),
+                params=[
+                    _query("state", _STATES),
+                    _query("region", "region ids, comma-separated"),
+                    _query("severity", "minor, moderate, severe, extreme; comma-separated"),
+                ],
+                errors=(400,),
+            )
+        },
+        "/api/incidents/{id}": {
+            "get": _op(
+                "One incident",
+                "viewer",
+                _json(_one("incident", "Incident")),
+                params=[_path("id", "incident id")],
+                errors=(404,),
+            )
+        },
+        "/api/incidents/{id}/ack": {
+            "post": _op(
+                "Acknowledge an incident (audited); twice does nothing more",
+                "operator",
+                _json(_one("incident", "Incident")),
+                params=[_path("id", "incident id")],
+                body={"type": "object", "additionalProperties": False, "description": "empty"},
+                errors=(400, 404, 409),
+            )
+        },
+        "/api/audit": {
+            "get": _op(
+                "Recent audit entries, newest first",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {"entries": {"type": "array", "items": _OBJECT}},
+                    }
+                ),
+                params=[
+                    _query("limit", "default 100", {"type": "integer", "minimum": 1}),
+                    _query("kind", "ack, command, notification, ...; comma-separated"),
+                ],
+                errors=(400,),
+            )
+        },
+        "/api/rules": {
+            "get": _op("Rules in force and the errors of a failed reload", "viewer", _json(_OBJECT))
+        },
+        "/api/stream": {
+            "get": _op(
+                "Server-Sent Events: hello, incident, sensors, heartbeat, resync (then reconnect)",
+                "viewer",
+                {"description": "event stream", "content": {"text/event-stream": {"schema": text}}},
+            )
+        },
+        "/api/actuators": {
+            "get": _op("Actuators with their reported state and commands", "viewer", _json(_OBJECT))
+        },
+        "/api/actuators/{id}/command": {
+            "post": _op(
+                "Command an actuator (audited)",
+                "operator",
+                _json(_OBJECT, "accepted: the command's job"),
+                params=[_path("id", "actuator id")],
+                body=_COMMAND,
+                errors=(400, 404, 409),
+                status="202",
+            )
+        },
+        "/api/actuators/{id}/commands/{command_id}/confirm": {
+            "post": _op(
+                "Confirm (or refuse) a command held for an operator",
+                "operator",
+                _json(_OBJECT),
+                params=[_path("id", "actuator id"), _path("command_id", "command id")],
+                body={"type": "object", "properties": {"approve": {"type": "boolean"}}},
+                errors=(400, 404, 409),
+            )
+        },
+        "/cap/feed.atom": {
+            "get": _op(
+                "Atom feed of the current CAP 1.2 alerts (public unless configured)",
+                None,
+                {"description": "Atom"},
+            )
+        },
+        "/cap/{incident_id}.xml": {
+            "get": _op(
+                "An incident's current CAP 1.2 alert",
+                None,
+                {"description": "CAP XML"},
+                params=[_path("incident_id", "incident id")],
+                errors=(404,),
+            )
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hub: situation-room API",
+            "version": __version__,
+            "description": "Reads need a viewer token, acknowledging and commands an operator "
+            "token (Authorization: Bearer <token>). Errors are JSON: {error, status}.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Error": _json(
+                    {
+                        "type": "object",
+                        "properties": {"error": text, "status": {"type": "integer"}},
+                    },
+                    "an error, with a message a person can act on",
+                )
+            },
+            "schemas": {"Incident": _INCIDENT, "Sensor": _SENSOR, "Camera": _CAMERA},
+        },
+    }

@@ -1,0 +1,277 @@
+"""The situation room's HTTP API and page: sensors, cameras, incidents, audit, rules, stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from hub.api import openapi, stream
+from hub.api.auth import authorized, error, install
+from hub.api.room import STATES, Room, matching, public
+from hub.durations import DurationError, parse_duration
+from hub.rules.events import IncidentNotFoundError
+from hub.rules.service import rfc3339
+from hub.storage.influx import InfluxError, quote_ident
+from hub.units import CANONICAL
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+ROOM: web.AppKey[Room] = web.AppKey("room", Room)
+WEB = Path(__file__).resolve().parent.parent / "web"
+SEVERITIES = ("minor", "moderate", "severe", "extreme")
+MAX_SINCE_S = 30 * 86400.0
+MAX_POINTS = 10_000
+
+
+def add_room_routes(hub: Hub) -> Room:
+    """Give `hub` the situation room: its API, live stream and page, fed by the hub's events."""
+    room = Room(hub)
+    hub.ingest.listeners.append(room.on_readings)
+    hub.rules.listeners.append(room.on_incident)
+    add_routes(hub.http, room, hub.config.api.tokens)
+    return room
+
+
+def add_routes(app: web.Application, room: Room, tokens: Any) -> None:
+    """Add the room's routes, and the tokens they check, to `app`."""
+    app[ROOM] = room
+    install(app, tokens)
+    app.cleanup_ctx.append(_ticker)
+    app.on_shutdown.append(_end_streams)
+    add = app.router
+    add.add_get("/", _index)
+    add.add_static("/static/", WEB, append_version=False)
+    add.add_get("/api/map", _map)
+    add.add_get("/api/sensors", _sensors)
+    add.add_get("/api/sensors/{id}/readings", _readings)
+    add.add_get("/api/cameras", _cameras)
+    add.add_get("/api/incidents", _incidents)
+    add.add_get("/api/incidents/{id}", _incident)
+    add.add_post("/api/incidents/{id}/ack", _ack)
+    add.add_get("/api/audit", _audit)
+    add.add_get("/api/rules", _rules)
+    add.add_get("/api/stream", _stream)
+    add.add_get("/api/openapi.json", _openapi)
+
+
+async def _ticker(app: web.Application) -> AsyncIterator[None]:
+    """Announce sensors' new values and states once a second, and a heartbeat now and then."""
+    room = app[ROOM]
+
+    async def tick() -> None:
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            room.flush()
+            if time.monotonic() - last_beat >= room.heartbeat_s:
+                last_beat = time.monotonic()
+                room.broadcaster.publish("heartbeat", {"ts": rfc3339(room.clock())})
+
+    task = asyncio.create_task(tick(), name="room-ticker")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _end_streams(app: web.Application) -> None:
+    # Open streams would hold the server's shutdown for its whole timeout.
+    app[ROOM].broadcaster.close()
+
+
+async def _index(_: web.Request) -> web.StreamResponse:
+    return web.FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def _split(request: web.Request, name: str) -> set[str]:
+    return {v.strip() for v in request.query.get(name, "").split(",") if v.strip()}
+
+
+@authorized("viewer")
+async def _map(request: web.Request, _actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    inv = room.inventory
+    regions = [
+        {
+            "type": "Feature",
+            "properties": {"id": r.id, "name": r.name},
+            "geometry": {"type": "MultiPolygon", "coordinates": r.polygons},
+        }
+        for _, r in sorted(inv.regions.items())
+    ]
+    sites = [
+        {"id": s.id, "name": s.name, "region": s.region, "site_type": s.site_type}
+        | {"lon": s.lon, "lat": s.lat}
+        for _, s in sorted(inv.sites.items())
+    ]
+    actuators = [
+        {"id": a.id, "kind": a.kind, "name": a.name, "site": a.site, "lon": a.lon, "lat": a.lat}
+        for _, a in sorted(inv.actuators.items())
+    ]
+    return web.json_response(
+        {
+            "tiles": room.hub.config.api.tiles,
+            "regions": {"type": "FeatureCollection", "features": regions},
+            "sites": sites,
+            "actuators": actuators,
+        }
+    )
+
+
+@authorized("viewer")
+async def _sensors(request: web.Request, _actor: str) -> web.StreamResponse:
+    return web.json_response({"sensors": request.app[ROOM].sensors()})
+
+
+def _since(text: str, now_ns: int) -> int:
+    """`since` as a duration back from now (`1h`) or an RFC 3339 time; ns since the epoch."""
+    try:
+        seconds = parse_duration(text)
+    except DurationError:
+        try:
+            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"'since': cannot read {text!r}; write a duration such as 1h or an RFC 3339 time"
+            ) from None
+        if stamp.tzinfo is None:
+            raise ValueError(f"'since': {text!r} has no time zone; add Z or +09:00") from None
+        return int(stamp.timestamp() * 1e9)
+    if seconds > MAX_SINCE_S:
+        raise ValueError(f"'since': at most 30d of readings, not {text!r}")
+    return now_ns - int(seconds * 1e9)
+
+
+@authorized("viewer")
+async def _readings(request: web.Request, _actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    sensor = room.inventory.sensors.get(request.match_info["id"])
+    if sensor is None:
+        return error(404, f"no sensor {request.match_info['id']!r} in the inventory")
+    try:
+        since = _since(request.query.get("since", "1h"), room.clock())
+        limit = int(request.query.get("limit", "2000"))
+    except ValueError as exc:
+        return error(400, str(exc) if "since" in str(exc) else "'limit' must be a whole number")
+    if not 1 <= limit <= MAX_POINTS:
+        return error(400, f"'limit' must be between 1 and {MAX_POINTS}")
+    # The id is an inventory id, quoted as a literal; the numbers are ints.
+    literal = sensor.id.replace("\\", "\\\\").replace("'", "\\'")
+    where = f"{quote_ident('sensor')} = '{literal}' AND time >= {since}"
+    query = f'SELECT "value" FROM "reading" WHERE {where} ORDER BY time DESC LIMIT {limit}'  # noqa: S608
+    try:
+        rows = await room.hub.influx.query(query)
+    except InfluxError as exc:
+        return error(503, f"InfluxDB cannot answer now: {exc}")
+    points = [{"ts": rfc3339(int(r["time"])), "value": r["value"]} for r in reversed(rows)]
+    unit = CANONICAL.get(sensor.kind)
+    return web.json_response({"sensor": sensor.id, "unit": unit, "readings": points})
+
+
+@authorized("viewer")
+async def _cameras(request: web.Request, _actor: str) -> web.StreamResponse:
+    return web.json_response({"cameras": request.app[ROOM].cameras()})
+
+
+@authorized("viewer")
+async def _incidents(request: web.Request, _actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    states, regions, severities = (_split(request, n) for n in ("state", "region", "severity"))
+    if "open" in states:
+        states = (states - {"open"}) | {"active", "acknowledged"}
+    for name, given, known in (
+        ("state", states, STATES),
+        ("region", regions, tuple(room.inventory.regions)),
+        ("severity", severities, SEVERITIES),
+    ):
+        wrong = sorted(given - set(known))
+        if wrong:
+            return error(400, f"unknown {name} {', '.join(wrong)}; known: {', '.join(known)}")
+    everything = [i.to_dict() for i in room.hub.rules.engine.incidents()]
+    found = matching(everything, states, regions, severities)
+    found.sort(key=lambda i: (i["opened_at"], i["id"]), reverse=True)  # newest first
+    return web.json_response({"incidents": [public(i) for i in found]})
+
+
+@authorized("viewer")
+async def _incident(request: web.Request, _actor: str) -> web.StreamResponse:
+    incident = request.app[ROOM].hub.rules.engine.incident(request.match_info["id"])
+    if incident is None:
+        return error(404, f"no incident {request.match_info['id']!r} (it may be archived)")
+    return web.json_response({"incident": public(incident.to_dict())})
+
+
+@authorized("operator")
+async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    if request.can_read_body:
+        raw = await request.read()
+        if raw.strip():
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                return error(400, f"the body is not JSON: {exc}")
+            if not isinstance(body, dict):
+                return error(400, "the body must be a JSON object (or empty)")
+            if body:
+                return error(400, f"unknown keys {sorted(body)}; acknowledging takes none")
+    incident_id = request.match_info["id"]
+    incident = room.hub.rules.engine.incident(incident_id)
+    if incident is None:
+        return error(404, f"no incident {incident_id!r} (it may be archived)")
+    if incident.state == "cleared":
+        return error(409, f"incident {incident_id!r} has cleared; there is nothing to acknowledge")
+    try:
+        room.hub.acknowledge(incident_id, actor)
+    except IncidentNotFoundError:
+        return error(404, f"no incident {incident_id!r} (it was archived just now)")
+    now = room.hub.rules.engine.incident(incident_id)
+    return web.json_response({"incident": public((now or incident).to_dict())})
+
+
+@authorized("viewer")
+async def _audit(request: web.Request, _actor: str) -> web.StreamResponse:
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return error(400, "'limit' must be a whole number")
+    if not 1 <= limit <= 10_000:
+        return error(400, "'limit' must be between 1 and 10000")
+    kinds = _split(request, "kind")
+    recent = reversed(request.app[ROOM].hub.audit.recent)
+    entries = [e for e in recent if not kinds or e.kind in kinds]
+    return web.json_response(
+        {"entries": [{**e.to_dict(), "ts": rfc3339(e.ts_ns)} for e in entries[:limit]]}
+    )
+
+
+@authorized("viewer")
+async def _rules(request: web.Request, _actor: str) -> web.StreamResponse:
+    service = request.app[ROOM].hub.rules
+    rules = [
+        {"id": r.id, "title": r.title, "severity": r.severity, "source": r.source}
+        for r in service.engine.rules.rules
+    ]
+    problems = list(service.reload_problems)
+    return web.json_response({"rules": rules, "valid": not problems, "errors": problems})
+
+
+@authorized("viewer")
+async def _stream(request: web.Request, _actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    hello = orjson.dumps({"ts": rfc3339(room.clock())})
+    return await stream.serve(request, room.broadcaster, hello)
+
+
+async def _openapi(_: web.Request) -> web.StreamResponse:
+    # Public: it describes the API and holds no data from the province.
+    return web.json_response(openapi.document())

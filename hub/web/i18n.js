@@ -1,0 +1,113 @@
+// Korean and English labels; Korean is the default of the situation room.
+"use strict";
+
+const LABELS = {
+  ko: {
+    title: "재난안전 상황실",
+    offline: "연결 끊김",
+    online: "실시간",
+    signout: "로그아웃",
+    incidents: "사건",
+    showCleared: "해제된 사건 보기",
+    noIncidents: "진행 중인 사건이 없습니다",
+    readings: "최근 측정값",
+    barriers: "차단기",
+    signin: "접속 토큰 입력",
+    tokenHelp: "상황실에서 발급받은 토큰을 입력하세요. 이 탭을 닫으면 지워집니다.",
+    signinButton: "접속",
+    cancel: "취소",
+    confirm: "실행",
+    ack: "확인",
+    acked: "확인됨",
+    badToken: "토큰이 올바르지 않습니다",
+    forbidden: "권한이 없습니다 (403)",
+    failed: "요청 실패",
+    ackDone: "사건을 확인했습니다",
+    commandSent: "명령을 보냈습니다",
+    close: "닫기",
+    open: "열기",
+    confirmCommand: "{site}의 차단기 {name}을(를) {action}하시겠습니까?",
+    confirmHeld: "대기 중인 명령 승인",
+    noReadings: "측정값 없음",
+    evidence: "증거",
+    actions: "조치",
+    opened: "발생",
+    state: "상태",
+    region: "지역",
+    site: "장소",
+    rulesInvalid: "규칙 파일 오류: 이전 규칙으로 운영 중",
+    camera: "CCTV",
+    barrier: "차단기 등 제어 장치",
+    states: {
+      active: "발생", acknowledged: "확인됨", cleared: "해제", archived: "보관",
+      ok: "정상", alarm: "경보", silent: "무응답", unknown: "알 수 없음",
+    },
+    severities: { minor: "관심", moderate: "주의", severe: "경계", extreme: "심각" },
+  },
+  en: {
+    title: "Disaster-safety situation room",
+    offline: "offline",
+    online: "live",
+    signout: "Sign out",
+    incidents: "Incidents",
+    showCleared: "Show cleared",
+    noIncidents: "No open incidents",
+    readings: "Recent readings",
+    barriers: "Barriers",
+    signin: "Enter your access token",
+    tokenHelp: "Enter the token you were given. It is forgotten when this tab closes.",
+    signinButton: "Sign in",
+    cancel: "Cancel",
+    confirm: "Confirm",
+    ack: "Acknowledge",
+    acked: "Acknowledged",
+    badToken: "The token is not valid",
+    forbidden: "Not allowed (403)",
+    failed: "Request failed",
+    ackDone: "Incident acknowledged",
+    commandSent: "Command sent",
+    close: "Close",
+    open: "Open",
+    confirmCommand: "{action} barrier {name} at {site}?",
+    confirmHeld: "Approve held command",
+    noReadings: "No readings",
+    evidence: "Evidence",
+    actions: "Actions",
+    opened: "Opened",
+    state: "State",
+    region: "Region",
+    site: "Site",
+    rulesInvalid: "Rule files have errors: the last good rules are running",
+    camera: "camera",
+    barrier: "barrier, pump, sign, siren",
+    states: {
+      active: "active", acknowledged: "acknowledged", cleared: "cleared", archived: "archived",
+      ok: "ok", alarm: "alarm", silent: "silent", unknown: "unknown",
+    },
+    severities: { minor: "minor", moderate: "moderate", severe: "severe", extreme: "extreme" },
+  },
+};
+
+let lang = localStorage.getItem("hub.lang") || "ko";
+
+function t(key, vars) {
+  const parts = key.split(".");
+  let value = LABELS[lang];
+  for (const p of parts) value = value && value[p];
+  let text = value === undefined ? key : String(value);
+  for (const [k, v] of Object.entries(vars || {})) text = text.replace(`{${k}}`, v);
+  return text;
+}
+
+function applyLabels() {
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  document.title = `${t("title")} · hub`;
+  document.getElementById("lang").textContent = lang === "ko" ? "EN" : "한국어";
+}
+
+function toggleLanguage() {
+  lang = lang === "ko" ? "en" : "ko";
+  localStorage.setItem("hub.lang", lang);
+  applyLabels();
+}

@@ -1,0 +1,426 @@
+// The situation room: map, live incidents, sensor charts and barrier commands.
+"use strict";
+
+const COLORS = { ok: "#2fbf71", alarm: "#ff3b3b", silent: "#f0a020", unknown: "#7b8794" };
+const $ = (id) => document.getElementById(id);
+
+const room = {
+  token: sessionStorage.getItem("hub.token") || "",
+  sensors: new Map(), markers: new Map(), incidents: new Map(), actuators: new Map(),
+  sites: new Map(), positions: new Map(), map: null, detail: null, layers: {}, stream: null, selected: null,
+};
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function toast(text, isError) {
+  const box = $("toast");
+  box.textContent = text;
+  box.className = isError ? "error" : "";
+  box.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { box.hidden = true; }, 6000);
+}
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(path, options) {
+  const opts = options || {};
+  const headers = { Authorization: `Bearer ${room.token}`, ...(opts.headers || {}) };
+  if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, {
+    method: opts.method || "GET", headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+  });
+  const data = await resp.json().catch(() => ({}));
+  if (resp.status === 401) { signIn(t("badToken")); throw new ApiError(401, data.error); }
+  if (!resp.ok) throw new ApiError(resp.status, data.error || resp.statusText);
+  return data;
+}
+
+function fail(err) {
+  if (err.status === 401) return;
+  const prefix = err.status === 403 ? t("forbidden") : `${t("failed")} (${err.status || "-"})`;
+  toast(`${prefix}: ${err.message}`, true);
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString(lang === "ko" ? "ko-KR" : "en-GB") : "";
+}
+
+// -- sign-in ----------------------------------------------------------------------------------
+
+function signIn(message) {
+  const dialog = $("login");
+  $("login-error").hidden = !message;
+  $("login-error").textContent = message || "";
+  stopStream();
+  if (!dialog.open) dialog.showModal();
+}
+
+$("login-form").addEventListener("submit", () => {
+  room.token = $("token").value.trim();
+  sessionStorage.setItem("hub.token", room.token);
+  start();
+});
+$("signout").addEventListener("click", () => {
+  sessionStorage.removeItem("hub.token");
+  room.token = "";
+  signIn();
+});
+$("lang").addEventListener("click", () => { toggleLanguage(); renderAll(); });
+$("show-cleared").addEventListener("change", renderIncidents);
+
+// -- map ----------------------------------------------------------------------------------------
+
+async function setUpMap() {
+  if (room.map) return;
+  const info = await api("/api/map");
+  room.map = L.map("map", { zoomControl: true, attributionControl: Boolean(info.tiles) });
+  if (info.tiles) L.tileLayer(info.tiles, { maxZoom: 19 }).addTo(room.map);
+  // The regions are drawn in any case: they are the map when there are no tiles.
+  const regions = L.geoJSON(info.regions, {
+    style: { color: "#4aa3ff", weight: 1.5, fillOpacity: info.tiles ? 0.03 : 0.1 },
+    onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name,
+      { permanent: !info.tiles, direction: "center", className: "region-label" }),
+  }).addTo(room.map);
+  for (const site of info.sites) room.sites.set(site.id, site);
+  for (const a of info.actuators) room.positions.set(a.id, a);
+  const bounds = regions.getBounds();
+  if (bounds.isValid()) room.map.fitBounds(bounds, { padding: [10, 10] });
+  else room.map.setView([37.4, 127.0], 9);
+  room.legend = L.control({ position: "bottomleft" });
+  room.legend.onAdd = () => el("div", { class: "legend", id: "legend" });
+  room.legend.addTo(room.map);
+  renderLegend();
+  room.layers.cameras = L.layerGroup().addTo(room.map);
+  room.layers.actuators = L.layerGroup().addTo(room.map);
+  room.layers.sensors = L.layerGroup().addTo(room.map);
+}
+
+function renderLegend() {
+  const box = $("legend");
+  if (!box) return;
+  const rows = Object.entries(COLORS).map(([state, color]) =>
+    el("div", {}, el("i", { class: "dot", style: `background:${color}` }), t(`states.${state}`)));
+  rows.push(el("div", {}, el("i", { class: "camera-icon" }), t("camera")),
+    el("div", {}, el("i", { class: "actuator-icon" }), t("barrier")));
+  box.replaceChildren(...rows);
+}
+
+function siteName(id) {
+  const site = room.sites.get(id);
+  return site ? site.name || site.id : id || "";
+}
+
+function sensorClass(s) {
+  return `sensor sensor-${s.id} state-${s.state}`;
+}
+
+function updateSensor(s) {
+  room.sensors.set(s.id, s);
+  let marker = room.markers.get(s.id);
+  const style = { radius: s.state === "alarm" ? 9 : 6, color: "#0b1016", weight: 1,
+    fillColor: COLORS[s.state] || COLORS.unknown, fillOpacity: 0.95, className: sensorClass(s) };
+  if (!marker) {
+    marker = L.circleMarker([s.lat, s.lon], style).addTo(room.layers.sensors);
+    marker.on("click", () => showSensor(s.id));
+    room.markers.set(s.id, marker);
+  } else {
+    marker.setStyle(style);
+    marker.setRadius(style.radius);
+  }
+  const path = marker.getElement();
+  if (path) path.setAttribute("class", `leaflet-interactive ${sensorClass(s)}`);
+  const value = s.value === null ? "—" : `${Number(s.value.toPrecision(4))} ${s.unit || ""}`;
+  marker.bindTooltip(`${s.name || s.id}<br>${value} · ${t(`states.${s.state}`)}`);
+  if (s.state === "alarm") marker.bringToFront();
+  if (room.selected === s.id) $("chart-title").textContent = `${s.name || s.id} (${value})`;
+}
+
+async function loadSensors() {
+  const data = await api("/api/sensors");
+  for (const s of data.sensors) updateSensor(s);
+}
+
+async function loadCameras() {
+  const data = await api("/api/cameras");
+  room.layers.cameras.clearLayers();
+  for (const c of data.cameras) {
+    const icon = L.divIcon({ className: "camera-icon", iconSize: [12, 12] });
+    const body = el("div", {}, el("b", {}, c.name || c.id), el("br"), siteName(c.site));
+    if (c.snapshot && /^(https?:|\/)/.test(c.snapshot)) {
+      body.append(el("br"), el("img", { src: c.snapshot, alt: c.id, width: "240" }));
+    }
+    L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
+  }
+}
+
+// -- actuators ----------------------------------------------------------------------------------
+
+async function loadActuators() {
+  let data;
+  try {
+    data = await api("/api/actuators");
+  } catch (err) {
+    if (err.status === 404) return; // a hub without actuator control
+    throw err;
+  }
+  room.layers.actuators.clearLayers();
+  room.actuators.clear();
+  for (const a of data.actuators) room.actuators.set(a.id, a);
+  renderActuators();
+}
+
+function renderActuators() {
+  const list = $("actuators");
+  list.replaceChildren();
+  room.layers.actuators.clearLayers();
+  for (const a of room.actuators.values()) {
+    // The marker's own transform places it; the diamond is turned inside it.
+    const icon = L.divIcon({ className: `actuator-marker kind-${a.kind}`,
+      html: '<i class="actuator-icon"></i>', iconSize: [16, 16] });
+    const where = room.positions.get(a.id);
+    if (where) L.marker([where.lat, where.lon], { icon, title: a.id }).addTo(room.layers.actuators);
+    if (a.kind !== "barrier") continue;
+    const pending = (a.pending || [])[0];
+    const status = pending ? `${pending.action}: ${pending.state}` : a.state || "?";
+    const item = el("li", { class: "actuator", dataset: { id: a.id } },
+      el("span", { class: "name" }, a.name || a.id, el("br"),
+        el("span", { class: "state" }, `${siteName(a.site)} · ${status}`)));
+    if (pending && pending.state === "awaiting_confirmation") {
+      item.append(el("button", { class: "danger", onclick: () => confirmHeld(a, pending) },
+        t("confirmHeld")));
+    }
+    for (const action of ["close", "open"]) {
+      item.append(el("button", { class: `command command-${action}`,
+        onclick: () => askCommand(a, action) }, t(action)));
+    }
+    list.append(item);
+  }
+}
+
+function ask(text) {
+  const dialog = $("confirm");
+  $("confirm-text").textContent = text;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+async function askCommand(a, action) {
+  const text = t("confirmCommand", { action: t(action), name: a.name || a.id, site: siteName(a.site) });
+  if (!(await ask(text))) return;
+  try {
+    const data = await api(`/api/actuators/${encodeURIComponent(a.id)}/command`,
+      { method: "POST", body: { command: action, reason: "situation room" } });
+    toast(`${t("commandSent")}: ${a.name || a.id} ${action} (${data.command.state})`);
+  } catch (err) { fail(err); }
+  loadActuators().catch(fail);
+}
+
+async function confirmHeld(a, job) {
+  if (!(await ask(`${t("confirmHeld")}: ${a.name || a.id} ${job.action}?`))) return;
+  try {
+    await api(`/api/actuators/${encodeURIComponent(a.id)}/commands/${job.command_id}/confirm`,
+      { method: "POST", body: { approve: true } });
+  } catch (err) { fail(err); }
+  loadActuators().catch(fail);
+}
+
+// -- incidents ----------------------------------------------------------------------------------
+
+async function loadIncidents() {
+  const data = await api("/api/incidents");
+  room.incidents.clear();
+  for (const i of data.incidents) room.incidents.set(i.id, i);
+  renderIncidents();
+}
+
+function renderIncidents() {
+  const showCleared = $("show-cleared").checked;
+  const shown = [...room.incidents.values()]
+    .filter((i) => i.state !== "archived" && (showCleared || i.state !== "cleared"))
+    .sort((a, b) => (b.opened_at || "").localeCompare(a.opened_at || ""));
+  const list = $("incidents");
+  list.replaceChildren(...shown.map(incidentItem));
+  $("incident-count").textContent = String(shown.filter((i) => i.state !== "cleared").length);
+  $("no-incidents").hidden = shown.length > 0;
+  if (room.detail && room.incidents.has(room.detail)) showIncident(room.detail);
+}
+
+function incidentItem(i) {
+  const ack = i.state === "active"
+    ? el("button", { class: "ack", onclick: (e) => { e.stopPropagation(); acknowledge(i.id); } }, t("ack"))
+    : null;
+  const where = [i.region, siteName(i.site)].filter(Boolean).join(" · ");
+  return el("li", {
+    class: `incident sev-${i.severity} state-${i.state}`, dataset: { id: i.id, state: i.state },
+    onclick: () => showIncident(i.id),
+  },
+  el("div", { class: "head" }, el("span", { class: "title" }, i.title || i.rule),
+    el("span", { class: "badge" }, `${t(`severities.${i.severity}`)} · ${t(`states.${i.state}`)}`)),
+  el("div", { class: "meta" }, `${where} · ${when(i.opened_at)}`,
+    i.acked_by ? ` · ${t("acked")}: ${i.acked_by}` : ""),
+  ack);
+}
+
+async function acknowledge(id) {
+  try {
+    const data = await api(`/api/incidents/${encodeURIComponent(id)}/ack`, { method: "POST", body: {} });
+    room.incidents.set(id, data.incident);
+    renderIncidents();
+    toast(t("ackDone"));
+  } catch (err) { fail(err); }
+}
+
+function showIncident(id) {
+  const i = room.incidents.get(id);
+  if (!i) return;
+  room.detail = id;
+  $("detail").hidden = false;
+  $("detail-title").textContent = i.title || i.rule;
+  const facts = el("dl", { class: "facts" });
+  for (const [k, v] of [["state", t(`states.${i.state}`)], ["region", i.region],
+    ["site", siteName(i.site)], ["opened", when(i.opened_at)]]) {
+    facts.append(el("dt", {}, t(k)), el("dd", {}, v || "—"));
+  }
+  const actions = el("ul", {}, ...(i.actions || []).map((a) =>
+    el("li", {}, `${a.kind} (${a.step}): ${a.status}${a.detail ? ` — ${a.detail}` : ""}`)));
+  const evidence = el("div", { class: "evidence" });
+  for (const e of i.evidence || []) {
+    const counts = Object.entries(e.counts || {}).map(([k, n]) => `${k} ${n}`).join(", ");
+    evidence.append(el("div", {}, `${e.camera || e.kind || ""} ${when(e.ts)} ${counts || e.text || ""}`));
+    if (e.snapshot && /^(https?:|\/)/.test(e.snapshot)) {
+      evidence.append(el("img", { src: e.snapshot, alt: `${e.camera || ""} snapshot`, class: "snapshot" }));
+    }
+  }
+  $("detail-body").replaceChildren(facts, el("h3", {}, t("actions")), actions,
+    el("h3", {}, t("evidence")), evidence);
+  const sensor = room.sensors.get(i.subject);
+  if (sensor && room.map) room.map.panTo([sensor.lat, sensor.lon]);
+}
+
+// -- a sensor's chart --------------------------------------------------------------------------
+
+async function showSensor(id) {
+  room.selected = id;
+  const s = room.sensors.get(id);
+  $("chart-panel").hidden = false;
+  $("chart-title").textContent = s ? s.name || s.id : id;
+  try {
+    const data = await api(`/api/sensors/${encodeURIComponent(id)}/readings?since=1h`);
+    if (room.selected === id) drawChart($("chart"), data.readings, data.unit, t("noReadings"));
+  } catch (err) { fail(err); }
+}
+
+// -- the live stream ----------------------------------------------------------------------------
+
+function setLive(on) {
+  const live = $("live");
+  live.className = `live ${on ? "on" : "off"}`;
+  live.dataset.i18n = on ? "online" : "offline";
+  live.textContent = t(live.dataset.i18n);
+}
+
+function stopStream() {
+  if (room.stream) room.stream.abort();
+  room.stream = null;
+  setLive(false);
+}
+
+function onEvent(name, data) {
+  if (name === "hello") {
+    setLive(true);
+    refresh().catch(fail); // what happened while we were away
+  } else if (name === "incident") {
+    room.incidents.set(data.incident.id, data.incident);
+    renderIncidents();
+    if (data.incident.actions.some((a) => a.kind === "actuate")) loadActuators().catch(fail);
+  } else if (name === "sensors") {
+    for (const s of data.sensors) updateSensor(s);
+  }
+}
+
+// fetch, not EventSource: EventSource cannot send the Authorization header.
+async function follow() {
+  const controller = new AbortController();
+  room.stream = controller;
+  while (room.stream === controller) {
+    try {
+      const resp = await fetch("/api/stream", { headers: { Authorization: `Bearer ${room.token}` },
+        signal: controller.signal });
+      if (resp.status === 401) { signIn(t("badToken")); return; }
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let name = "message", data = "";
+          for (const line of frame.split("\n")) {
+            if (line.startsWith("event: ")) name = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+          }
+          if (data) onEvent(name, JSON.parse(data));
+        }
+      }
+    } catch (err) {
+      if (controller.signal.aborted) return;
+    }
+    setLive(false);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+// -- start --------------------------------------------------------------------------------------
+
+async function refresh() {
+  await Promise.all([loadSensors(), loadIncidents(), loadCameras(), loadActuators(), loadRules()]);
+}
+
+async function loadRules() {
+  const data = await api("/api/rules");
+  const warning = $("rules-warning");
+  warning.hidden = data.valid;
+  warning.textContent = data.valid ? "" : t("rulesInvalid");
+  warning.title = data.errors.join("\n");
+}
+
+function renderAll() {
+  renderLegend();
+  for (const s of room.sensors.values()) updateSensor(s);
+  renderIncidents();
+  renderActuators();
+}
+
+async function start() {
+  if (!room.token) { signIn(); return; }
+  try {
+    await setUpMap();
+    document.body.dataset.ready = "true";
+  } catch (err) { fail(err); return; }
+  if ($("login").open) $("login").close();
+  follow();
+}
+
+setInterval(() => { $("clock").textContent = new Date().toLocaleTimeString(lang === "ko" ? "ko-KR" : "en-GB"); }, 1000);
+applyLabels();
+start();

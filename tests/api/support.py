@@ -1,0 +1,99 @@
+"""A small province and a hub.yaml for the situation room's tests (API and browser)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import point, small_province, write_config, write_site
+
+OPERATOR = "demo-operator-token"
+VIEWER = "demo-viewer-token"
+FLOOD = """
+rules:
+  - id: underpass-flood
+    title: "Flooding at {site_name}"
+    severity: severe
+    sensors: [wl-1]
+    trigger: {above: 15 cm, for: 1s}
+    clear: {below: 10 cm, for: 1s}
+    actions:
+      - notify: {channels: [situation-room]}
+"""
+
+
+def province() -> dict[str, Any]:
+    """The small province with a barrier, a camera and a gauge that should report every 1 s."""
+    inv = small_province()
+    features = inv["features"]
+    assert isinstance(features, list)
+    features += [
+        point(
+            "actuator",
+            127.011,
+            37.261,
+            id="bar-1",
+            kind="barrier",
+            region="suwon",
+            site="up-1",
+            name="North gate",
+        ),
+        point(
+            "camera",
+            127.012,
+            37.262,
+            id="cam-1",
+            region="suwon",
+            site="up-1",
+            url="rtsp://admin:secret@10.0.0.9/stream1",
+            name="Underpass camera",
+        ),
+        point(
+            "sensor",
+            127.03,
+            37.28,
+            id="fast-1",
+            kind="rain_rate",
+            region="suwon",
+            expected_interval="1s",
+        ),
+    ]
+    return inv
+
+
+def hub_config(
+    tmp_path: Path,
+    mosquitto_url: str,
+    influx_url: str,
+    prefix: str,
+    database: str,
+    uid: str,
+    listen: str,
+) -> Path:
+    """A hub.yaml with the demo tokens, the flood rule and a listen address of the test's own."""
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "flood.yaml").write_text(FLOOD)
+    tokens = [
+        {
+            "name": "desk-1",
+            "role": "operator",
+            "sha256": hashlib.sha256(OPERATOR.encode()).hexdigest(),
+        },
+        {"name": "wall", "role": "viewer", "sha256": hashlib.sha256(VIEWER.encode()).hexdigest()},
+    ]
+    return write_config(
+        tmp_path / "hub.yaml",
+        mqtt={
+            "url": mosquitto_url,
+            "client_id": f"hub-{uid}",
+            "prefix": prefix,
+            "reconnect_min": "50ms",
+            "reconnect_max": "500ms",
+        },
+        influx={"url": influx_url, "database": database, "flush_interval": "50ms"},
+        inventory=[str(write_site(tmp_path / "site", province()))],
+        rules=[str(tmp_path / "rules")],
+        api={"listen": listen, "tokens": tokens},
+        data_dir=str(tmp_path / "var"),
+    )
