@@ -157,7 +157,12 @@ class RuleService:
     async def persist_if_needed(self) -> None:
         """The periodic job: write only when something changed or acknowledgements wait."""
         if self.engine.dirty or self._held:
-            await self.persist()
+            try:
+                await self.persist()
+            except asyncio.CancelledError:
+                # Shutdown cancels the clock's jobs; the drain saves the state once more, so
+                # a cancelled periodic save is not an error worth a traceback in the log.
+                return
 
     def hold(self, tokens: Iterable[object]) -> None:
         """Acknowledge these once the engine's state that reflects their readings is saved.
@@ -249,7 +254,10 @@ class RuleService:
                 continue
             await self.persist()  # nothing leaves the process before it is on disk
             batch = list(self._outbox)
-            for event in batch:
+            # Everything in the batch is saved now; a barrier command must not wait behind the
+            # broker's acknowledgement of an incident's retained state, so actions go first.
+            ordered = sorted(batch, key=lambda e: e["event"] != ActionRequested.name)
+            for event in ordered:
                 try:
                     await self._dispatch(event)
                 except Exception:
