@@ -134,6 +134,27 @@ async def _storm(config: HubConfig, inventory: Inventory, speed: float) -> int:
         await runner
 
 
+async def _controllers(config: HubConfig) -> None:
+    from hub.mqtt import MqttClient  # noqa: PLC0415 - see main
+    from hub.simulate import Controllers  # noqa: PLC0415
+
+    client = MqttClient(
+        config.mqtt.url,
+        client_id="hub-demo-controllers",
+        username=config.mqtt.username,
+        password=config.mqtt.password,
+        clean_start=True,
+        session_expiry=0,
+    )
+    runner = asyncio.create_task(client.run(), name="controllers-mqtt")
+    try:
+        await client.wait_connected(30)
+        await Controllers(client, config.mqtt.prefix, dict(config.actuators.states)).run()
+    finally:
+        await client.stop()
+        await runner
+
+
 async def run_demo(config: HubConfig, inventory: Inventory, speed: float) -> None:
     """Run the hub and the storm until SIGINT or SIGTERM."""
     from hub.app import running  # noqa: PLC0415 - see main
@@ -147,8 +168,11 @@ async def run_demo(config: HubConfig, inventory: Inventory, speed: float) -> Non
         print(_banner(config, speed), flush=True)
         async with asyncio.TaskGroup() as tg:
             weather = tg.create_task(_storm(config, inventory, speed), name="storm")
+            # The province's barriers, pumps and signs answer as their controllers would.
+            controllers = tg.create_task(_controllers(config), name="controllers")
             await stop.wait()
             weather.cancel()
+            controllers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             sent = weather.result()
             log.info("the storm published %d readings", sent)

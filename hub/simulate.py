@@ -23,7 +23,7 @@ from hub.config import ConfigError, load_config
 from hub.config.yaml_source import load_yaml
 from hub.durations import DurationError, parse_duration
 from hub.inventory import Inventory, Sensor, load_inventory
-from hub.mqtt import MqttClient
+from hub.mqtt import Message, MqttClient
 from hub.units import CANONICAL
 
 log = logging.getLogger("hub.simulate")
@@ -205,3 +205,52 @@ def main(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+class Controllers:
+    """Stand in for the province's actuator controllers: accept each command, move for
+    `travel_s`, then report the new state (retained) and that the command is done.
+
+    Commands carry their id, so a resent command is answered again but moved only once.
+    """
+
+    def __init__(
+        self, client: MqttClient, prefix: str, states: dict[str, str], *, travel_s: float = 1.5
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.states = states
+        self.travel_s = travel_s
+        self._done: set[str] = set()
+        self._queue: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
+
+    def _on_messages(self, messages: list[Message]) -> None:
+        for msg in messages:
+            try:
+                self._queue.put_nowait((msg.topic, orjson.loads(msg.payload)))
+            except orjson.JSONDecodeError:
+                log.warning("controller: unreadable command on %s", msg.topic)
+
+    async def run(self) -> None:
+        """Answer commands until cancelled."""
+        self.client.on_messages = self._on_messages
+        await self.client.subscribe(f"{self.prefix}/actuators/+/+/command", 1)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                topic, command = await self._queue.get()
+                tg.create_task(self._answer(topic, command))
+
+    async def _answer(self, topic: str, command: dict[str, object]) -> None:
+        base = topic.rsplit("/", 1)[0]
+        command_id = str(command.get("command_id"))
+        action = str(command.get("action"))
+        state = self.states.get(action, action)
+        if command_id not in self._done:
+            ack = {"command_id": command_id, "status": "accepted"}
+            await self.client.publish(f"{base}/ack", orjson.dumps(ack), qos=1)
+            await asyncio.sleep(self.travel_s)  # the barrier arm moving
+            self._done.add(command_id)
+        report = {"state": state, "ts": time.time()}
+        await self.client.publish(f"{base}/state", orjson.dumps(report), qos=1, retain=True)
+        ack = {"command_id": command_id, "status": "done", "state": state}
+        await self.client.publish(f"{base}/ack", orjson.dumps(ack), qos=1)

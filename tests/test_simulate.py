@@ -4,6 +4,7 @@ a running hub through a real Mosquitto, every reading valid and stored."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from hub.app import running
 from hub.cli import main
 from hub.config import load_config
 from hub.inventory import load_inventory
+from hub.mqtt import MqttClient
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from hub.simulate import scripted, storm
+from hub.simulate import Controllers, scripted, storm
 from tests.helpers import aquery, eventually, service_sections, write_config
 
 ROOT = Path(__file__).parent.parent
@@ -129,3 +131,63 @@ def test_scripted_steps(tmp_path: Path) -> None:
         )
     )
     assert [(s.at, s.value) for s in scripted(path)] == [(0.0, 5.0), (2.0, 16.0)]
+
+
+CLOSE_RULE = """
+rules:
+  - id: close-seryu
+    severity: severe
+    sensors: [suwon-seryu-wl-1]
+    trigger: {above: 15 cm}
+    actions:
+      - actuate: {actuators: site, kind: barrier, command: close}
+"""
+
+
+@pytest.mark.integration
+async def test_simulated_controllers_complete_the_commands(
+    tmp_path: Path,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "close.yaml").write_text(CLOSE_RULE)
+    config = load_config(
+        write_config(
+            tmp_path / "hub.yaml",
+            **service_sections(mosquitto.url, influx.url, prefix, database, uid),
+            inventory=[str(ROOT / "site")],
+            rules=[str(tmp_path / "rules")],
+            api={"listen": f"127.0.0.1:{free_port()}"},
+            data_dir=str(tmp_path / "var"),
+        )
+    )
+    async with running(config, load_inventory(config.inventory)) as hub:
+        await hub.mqtt.wait_connected(10)
+        client = MqttClient(
+            mosquitto.url, client_id=f"controllers-{uid}", clean_start=True, session_expiry=0
+        )
+        runner = asyncio.create_task(client.run())
+        await client.wait_connected(10)
+        controllers = asyncio.create_task(
+            Controllers(client, prefix, dict(config.actuators.states), travel_s=0.1).run()
+        )
+        try:
+            body = json.dumps({"value": 20, "unit": "cm"}).encode()
+            await client.publish(f"{prefix}/sensors/suwon/suwon-seryu-wl-1", body, qos=1)
+            jobs = await eventually(
+                lambda: [j for j in hub.actuators.commands_list() if j.state == "done"],
+                "the barriers' close commands to be done",
+            )
+        finally:
+            controllers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await controllers
+            await client.stop()
+            await runner
+        assert {j.actuator for j in jobs} == {"suwon-seryu-barrier-n", "suwon-seryu-barrier-s"}
+        assert {j.action for j in jobs} == {"close"}
+        assert not [i for i in hub.rules.engine.incidents() if i.rule == "actuator-command"]
