@@ -26,6 +26,7 @@ from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
 from hub.mqtt import Message, MqttClient
+from hub.notify.channels import SecretMissingError
 from hub.notify.service import Notifier
 from hub.notify.web import cap_access
 from hub.rules.check import check_rules
@@ -353,6 +354,10 @@ def main(args: argparse.Namespace) -> int:
     services = _local_services(config, Path(args.local_services)) if args.local_services else []
     try:
         asyncio.run(_serve(config, inventory, rules))
+    except SecretMissingError as exc:
+        # Raised while the parts are built, before anything connects or runs.
+        print(f"hub: not starting: {exc}", file=sys.stderr)
+        return 1
     finally:
         for service in reversed(services):
             service.stop()

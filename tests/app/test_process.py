@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.cli import main
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from tests.helpers import (
     HubProcess,
@@ -120,3 +121,28 @@ def test_sigkill_with_readings_in_memory_loses_nothing(
     finally:
         peer.close()
     assert stored(influx, database) == 500
+
+
+def test_run_refuses_a_channel_whose_secret_is_not_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HUB_TEST_WEBHOOK_KEY", raising=False)
+    config = write_config(
+        tmp_path / "hub.yaml",
+        inventory=[str(write_site(tmp_path / "site"))],
+        data_dir=str(tmp_path / "var"),
+        api={"listen": f"127.0.0.1:{free_port()}"},
+        notify={
+            "channels": {
+                "city": {
+                    "type": "webhook",
+                    "url": "http://127.0.0.1:9/hook",
+                    "secret_env": "HUB_TEST_WEBHOOK_KEY",
+                }
+            }
+        },
+    )
+    assert main(["run", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "not starting" in err
+    assert "HUB_TEST_WEBHOOK_KEY is not set" in err
