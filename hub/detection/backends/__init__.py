@@ -1,0 +1,1 @@
+"""Object-detection backends: one config class and one `Detector` per kind, and a registry."""
