@@ -114,45 +114,17 @@ def _banner(config: HubConfig, speed: float) -> str:
 
 
 async def _storm(config: HubConfig, inventory: Inventory, speed: float) -> int:
-    from hub.mqtt import MqttClient  # noqa: PLC0415 - see main
-    from hub.simulate import publish, storm  # noqa: PLC0415
+    from hub.simulate import publish, side_client, storm  # noqa: PLC0415 - see main
 
-    client = MqttClient(
-        config.mqtt.url,
-        client_id="hub-demo-storm",
-        username=config.mqtt.username,
-        password=config.mqtt.password,
-        clean_start=True,
-        session_expiry=0,
-    )
-    runner = asyncio.create_task(client.run(), name="storm-mqtt")
-    try:
-        await client.wait_connected(30)
+    async with side_client(config, "hub-demo-storm") as client:
         return await publish(client, inventory, storm(inventory, speed), config.mqtt.prefix)
-    finally:
-        await client.stop()
-        await runner
 
 
 async def _controllers(config: HubConfig) -> None:
-    from hub.mqtt import MqttClient  # noqa: PLC0415 - see main
-    from hub.simulate import Controllers  # noqa: PLC0415
+    from hub.simulate import Controllers, side_client  # noqa: PLC0415 - see main
 
-    client = MqttClient(
-        config.mqtt.url,
-        client_id="hub-demo-controllers",
-        username=config.mqtt.username,
-        password=config.mqtt.password,
-        clean_start=True,
-        session_expiry=0,
-    )
-    runner = asyncio.create_task(client.run(), name="controllers-mqtt")
-    try:
-        await client.wait_connected(30)
+    async with side_client(config, "hub-demo-controllers") as client:
         await Controllers(client, config.mqtt.prefix, dict(config.actuators.states)).run()
-    finally:
-        await client.stop()
-        await runner
 
 
 async def run_demo(config: HubConfig, inventory: Inventory, speed: float) -> None:

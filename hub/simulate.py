@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from hub.config import ConfigError, load_config
+from hub.config import ConfigError, HubConfig, load_config
 from hub.config.yaml_source import load_yaml
 from hub.durations import DurationError, parse_duration
 from hub.inventory import Inventory, Sensor, load_inventory
@@ -134,6 +135,27 @@ def scripted(path: Path) -> list[Step]:
     return sorted(steps, key=lambda s: s.at)
 
 
+@contextlib.asynccontextmanager
+async def side_client(config: HubConfig, client_id: str) -> AsyncIterator[MqttClient]:
+    """A connected MQTT client for a side task (a simulation), on the hub's broker and
+    credentials, with a clean session: nothing of it is kept once the task is over."""
+    client = MqttClient(
+        config.mqtt.url,
+        client_id=client_id,
+        username=config.mqtt.username,
+        password=config.mqtt.password,
+        clean_start=True,
+        session_expiry=0,
+    )
+    runner = asyncio.create_task(client.run(), name=client_id)
+    try:
+        await client.wait_connected(30)
+        yield client
+    finally:
+        await client.stop()
+        await runner
+
+
 async def publish(
     client: MqttClient,
     inventory: Inventory,
@@ -170,21 +192,8 @@ async def _run(args: argparse.Namespace) -> int:
         steps: Iterator[Step] | list[Step] = storm(inventory, args.speed)
     else:
         steps = scripted(Path(args.scenario))
-    client = MqttClient(
-        config.mqtt.url,
-        client_id=f"{config.mqtt.client_id}-simulate",
-        username=config.mqtt.username,
-        password=config.mqtt.password,
-        clean_start=True,
-        session_expiry=0,
-    )
-    runner = asyncio.create_task(client.run())
-    try:
-        await client.wait_connected(30)
+    async with side_client(config, f"{config.mqtt.client_id}-simulate") as client:
         sent = await publish(client, inventory, steps, config.mqtt.prefix, qos=args.qos)
-    finally:
-        await client.stop()
-        await runner
     print(f"hub simulate: {sent} readings published")
     return 0
 
