@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import signal
 import subprocess
@@ -211,6 +212,18 @@ def service_sections(
         },
         "influx": {"url": influx_url, "database": database, **influx},
     }
+
+
+def api_tokens(operator: str, viewer: str) -> list[dict[str, str]]:
+    """`api.tokens` for an operator `desk-1` and a viewer `wall` with these secrets."""
+    return [
+        {
+            "name": "desk-1",
+            "role": "operator",
+            "sha256": hashlib.sha256(operator.encode()).hexdigest(),
+        },
+        {"name": "wall", "role": "viewer", "sha256": hashlib.sha256(viewer.encode()).hexdigest()},
+    ]
 
 
 def write_config(path: Path, **sections: dict[str, object] | str | list[str]) -> Path:

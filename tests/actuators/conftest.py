@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,14 @@ from hub.config import load_config
 from hub.inventory import load_inventory
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from tests.actuators.controller import Controller
-from tests.helpers import point, small_province, write_config, write_site
+from tests.helpers import (
+    api_tokens,
+    point,
+    service_sections,
+    small_province,
+    write_config,
+    write_site,
+)
 
 FLOOD = """
 rules:
@@ -54,24 +60,10 @@ def hub_config(
     """A hub.yaml for these tests; `actuators` adds to the fast timing."""
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "flood.yaml").write_text(FLOOD)
-    tokens = [
-        {
-            "name": "desk-1",
-            "role": "operator",
-            "sha256": hashlib.sha256(OPERATOR.encode()).hexdigest(),
-        },
-        {"name": "wall", "role": "viewer", "sha256": hashlib.sha256(VIEWER.encode()).hexdigest()},
-    ]
+    tokens = api_tokens(OPERATOR, VIEWER)
     return write_config(
         tmp_path / "hub.yaml",
-        mqtt={
-            "url": mosquitto_url,
-            "client_id": f"hub-{uid}",
-            "prefix": prefix,
-            "reconnect_min": "50ms",
-            "reconnect_max": "500ms",
-        },
-        influx={"url": influx_url, "database": database, "flush_interval": "50ms"},
+        **service_sections(mosquitto_url, influx_url, prefix, database, uid, flush_interval="50ms"),
         inventory=[str(write_site(tmp_path / "site", province()))],
         rules=[str(tmp_path / "rules")],
         api={"listen": f"127.0.0.1:{free_port()}", "tokens": tokens},

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import point, small_province, write_config, write_site
+from tests.helpers import (
+    api_tokens,
+    point,
+    service_sections,
+    small_province,
+    write_config,
+    write_site,
+)
 
 OPERATOR = "demo-operator-token"
 VIEWER = "demo-viewer-token"
@@ -74,24 +80,10 @@ def hub_config(
     """A hub.yaml with the demo tokens, the flood rule and a listen address of the test's own."""
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "flood.yaml").write_text(FLOOD)
-    tokens = [
-        {
-            "name": "desk-1",
-            "role": "operator",
-            "sha256": hashlib.sha256(OPERATOR.encode()).hexdigest(),
-        },
-        {"name": "wall", "role": "viewer", "sha256": hashlib.sha256(VIEWER.encode()).hexdigest()},
-    ]
+    tokens = api_tokens(OPERATOR, VIEWER)
     return write_config(
         tmp_path / "hub.yaml",
-        mqtt={
-            "url": mosquitto_url,
-            "client_id": f"hub-{uid}",
-            "prefix": prefix,
-            "reconnect_min": "50ms",
-            "reconnect_max": "500ms",
-        },
-        influx={"url": influx_url, "database": database, "flush_interval": "50ms"},
+        **service_sections(mosquitto_url, influx_url, prefix, database, uid, flush_interval="50ms"),
         inventory=[str(write_site(tmp_path / "site", province()))],
         rules=[str(tmp_path / "rules")],
         api={"listen": listen, "tokens": tokens},
