@@ -22,6 +22,7 @@ from hub.api import HealthReport, build_app, serve_http
 from hub.api.routes import add_room_routes
 from hub.audit import AuditLog
 from hub.config import ConfigError, HubConfig, load_config
+from hub.detection.service import DetectionService
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
@@ -155,6 +156,18 @@ class Hub:
         self.dispatcher.register("notify", self.notifier)
         self.rules.listeners.append(self.notifier.on_incident)
         self.components.append(self.notifier)
+        self.detection = DetectionService(
+            config.detection,
+            inventory,
+            rules=self.rules,
+            mqtt=self.mqtt,
+            sink=self.writer,
+            audit=self.audit,
+            data_dir=Path(config.data_dir),
+            prefix=mqtt.prefix,
+        )
+        self.dispatcher.register("detect", self.detection)
+        self.components.append(self.detection)
         for component in self.components:
             self._add(component)
 

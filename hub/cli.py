@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_arguments(replay)
 
     add_demo_arguments(sub.add_parser("demo", help="the whole system on the example province"))
+
+    detector = sub.add_parser("detector", help="a detection worker (start several to scale out)")
+    _connection_flags(detector)
+    detector.add_argument(
+        "--id",
+        required=True,
+        help="this worker's name, unique among the workers (its MQTT client id is detector-ID)",
+    )
     return parser
 
 
@@ -85,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.demo import main as demo_main
 
         return demo_main(args)
+    if args.command == "detector":
+        from hub.detection.worker import main as detector_main
+
+        return detector_main(args)
     if args.command == "run":
         from hub.app import main as run_main
 

@@ -27,6 +27,7 @@ from hub.config.types import (
     Section,
     _lower,
 )
+from hub.detection.config import DetectionConfig
 from hub.durations import format_duration
 from hub.notify.config import NotifyConfig
 
@@ -227,6 +228,7 @@ class HubConfig(Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     actuators: ActuatorsConfig = Field(default_factory=ActuatorsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
     data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     _source: Path | None = PrivateAttr(default=None)

@@ -182,6 +182,23 @@ class RuleService:
         """The clock: `for` durations, `missing`, escalations and archiving come due."""
         self._emit(self.engine.tick(self.clock()))
 
+    def on_detection(
+        self,
+        camera_id: str,
+        site: str | None,
+        ts_ns: int,
+        detections: list[dict[str, Any]],
+        *,
+        snapshot: str | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        """A detection result: detection conditions and incidents' evidence."""
+        self._emit(
+            self.engine.on_detection(
+                camera_id, site, ts_ns, detections, snapshot=snapshot, job_id=job_id
+            )
+        )
+
     def acknowledge(self, incident_id: str, by: str) -> None:
         """An operator acknowledges an incident (raises IncidentNotFoundError)."""
         self._emit(self.engine.acknowledge(incident_id, by, self.clock()))

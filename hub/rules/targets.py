@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from hub.detection.cameras import match
+from hub.inventory.model import Camera
 from hub.rules.index import PlacedIndex, placed_index
 from hub.rules.model import Targets
 
@@ -82,5 +84,7 @@ def _resolve(
             item = pool[ident]
             distance = metres(place.lon, place.lat, item.lon, item.lat)
             if distance <= targets.within_m:
-                ranked.append((distance, ident))
-    return tuple(ident for _, ident in sorted(ranked)[: targets.count])
+                # A camera that sees the place beats a nearer one looking elsewhere.
+                covers = not isinstance(item, Camera) or match(item, place.lon, place.lat).covers
+                ranked.append((not covers, distance, ident))
+    return tuple(ident for *_, ident in sorted(ranked)[: targets.count])

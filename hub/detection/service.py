@@ -1,0 +1,310 @@
+"""The hub's side of detection: `detect` actions become jobs, results become evidence.
+
+One job per camera the engine resolved for the action (covering cameras first), with the
+job id made of the action id and the camera, so that an action handed over twice makes the
+same jobs. Results feed the rule engine (detection conditions, incidents' evidence), the
+`detection` measurement and the audit trail. A job unanswered after `resend_after` is sent
+again until its deadline: a worker that died took its queued jobs with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hub.audit import AuditLog
+from hub.detection.config import DetectionConfig
+from hub.detection.worker import Job, Result, requests_topic
+from hub.inventory import Inventory
+from hub.mqtt import Message, MqttClient
+from hub.rules.events import ActionRequested
+from hub.rules.service import RuleService, Sink
+from hub.scheduler import Job as ScheduledJob
+from hub.storage.line import point_line
+
+log = logging.getLogger("hub.detection")
+
+_REMEMBER = 10_000  # finished actions and answered jobs kept to recognise repeats
+
+
+@dataclass(slots=True)
+class _Pending:
+    job: Job
+    sent_at: float
+
+
+@dataclass(slots=True)
+class _Action:
+    action_id: str
+    rule: str
+    jobs: set[str]
+    found: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class DetectionService:
+    """Sends detection jobs for `detect` actions and takes their results in."""
+
+    name = "detection"
+
+    def __init__(
+        self,
+        config: DetectionConfig,
+        inventory: Inventory,
+        *,
+        rules: RuleService,
+        mqtt: MqttClient,
+        sink: Sink,
+        audit: AuditLog,
+        data_dir: Path,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.rules = rules
+        self.mqtt = mqtt
+        self.sink = sink
+        self.audit = audit
+        self.clock = clock
+        self.prefix = prefix
+        self.evidence_dir = config.evidence_path(data_dir)
+        self.topic_prefix: str | None = f"{prefix}/detect/results/"
+        self.subscriptions: Sequence[tuple[str, int]] = [(f"{prefix}/detect/results/+", 1)]
+        self.results: deque[Result] = deque(maxlen=1000)  # the latest, for the API and tests
+        self.resent = 0
+        self._pending: dict[str, _Pending] = {}
+        self._actions: dict[str, _Action] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._answered: OrderedDict[str, None] = OrderedDict()
+
+    # -- actions ----------------------------------------------------------------------------
+
+    async def execute(self, action: ActionRequested) -> None:
+        """Send one job per camera of a `detect` action; repeats of an action do nothing."""
+        if action.action_id in self._actions or action.action_id in self._finished:
+            return
+        params = action.params
+        cameras = [c for c in params.get("cameras", ()) if c in self.inventory.cameras]
+        min_score = params.get("min_score")
+        await self.request(
+            action.action_id,
+            action.incident_id,
+            action.rule,
+            cameras,
+            classes=tuple(params.get("classes", ())),
+            min_score=float(min_score) if min_score is not None else None,
+        )
+
+    async def request(
+        self,
+        action_id: str,
+        incident_id: str,
+        rule: str,
+        cameras: Sequence[str],
+        *,
+        classes: Sequence[str] = (),
+        min_score: float | None = None,
+    ) -> list[Job]:
+        """Publish a job per camera; returns once the broker has them all."""
+        expires = self.clock() + self.config.deadline
+        jobs = [
+            Job(f"{action_id}:{c}", c, action_id, incident_id, tuple(classes), min_score, expires)
+            for c in cameras
+        ]
+        if not jobs:
+            self.rules.update_action(action_id, "failed", "no camera in the inventory to ask")
+            return []
+        self._actions[action_id] = _Action(action_id, rule, {j.job_id for j in jobs})
+        for job in jobs:
+            self._pending[job.job_id] = _Pending(job, self.clock())
+        self.audit.record(
+            "detect",
+            rule,
+            f"asked {len(jobs)} camera(s) for {', '.join(classes) or 'anything'}: "
+            + ", ".join(cameras),
+            incident_id=incident_id,
+            action_id=action_id,
+        )
+        await asyncio.gather(*(self._send(job) for job in jobs))
+        return jobs
+
+    async def _send(self, job: Job) -> None:
+        await self.mqtt.publish(requests_topic(self.prefix), job.to_json(), 1)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def on_messages(self, messages: list[Message]) -> None:
+        """Results from the workers; each is acknowledged once handled."""
+        for message in messages:
+            try:
+                self.handle(Result.parse(message.payload))
+            except ValueError as exc:
+                log.warning("%s: result cannot be read: %s", message.topic, exc)
+            except Exception:
+                log.exception("%s: result could not be handled", message.topic)
+        self.mqtt.ack(messages)
+
+    def handle(self, result: Result) -> None:
+        """One result: the engine, the `detection` measurement and the audit trail."""
+        if result.job_id in self._answered:
+            return  # a job sent twice may be answered twice
+        _remember(self._answered, result.job_id)
+        self.results.append(result)
+        pending = self._pending.pop(result.job_id, None)
+        camera = self.inventory.cameras.get(result.camera_id)
+        region = camera.region if camera is not None else ""
+        action = self._actions.get(pending.job.action_id) if pending is not None else None
+        actor = action.rule if action is not None else "detector"
+        if result.error is not None:
+            self.audit.record(
+                "detect", actor, f"{result.camera_id}: {result.error}", job_id=result.job_id
+            )
+            if action is not None:
+                action.errors.append(f"{result.camera_id}: {result.error}")
+        else:
+            ts_ns = round(result.ts * 1e9)
+            self.rules.on_detection(
+                result.camera_id,
+                camera.site if camera is not None else None,
+                ts_ns,
+                result.detections,
+                snapshot=result.snapshot,
+                job_id=result.job_id,
+            )
+            counts = self._write(result, region, ts_ns, pending)
+            summary = ", ".join(f"{n} {c}" for c, n in counts.items()) or "nothing"
+            self.audit.record(
+                "detect",
+                actor,
+                f"{result.camera_id}: {summary}",
+                job_id=result.job_id,
+                snapshot=result.snapshot,
+            )
+            if action is not None:
+                for cls, n in counts.items():
+                    action.found[cls] = action.found.get(cls, 0) + n
+        if action is not None:
+            action.jobs.discard(result.job_id)
+            if not action.jobs:
+                self._finish(action)
+
+    def _write(
+        self, result: Result, region: str, ts_ns: int, pending: _Pending | None
+    ) -> dict[str, int]:
+        """`detection` points, one per class asked for (zeros included) or found."""
+        counts: dict[str, int] = dict.fromkeys(pending.job.classes if pending else (), 0)
+        best: dict[str, float] = {}
+        for d in result.detections:
+            cls, score = str(d.get("class")), float(d.get("score", 0.0))
+            counts[cls] = counts.get(cls, 0) + 1
+            best[cls] = max(best.get(cls, 0.0), score)
+        lines = b"".join(
+            point_line(
+                "detection",
+                {"camera": result.camera_id, "class": cls, "region": region},
+                {"count": n, "max_score": best.get(cls, 0.0), "job_id": result.job_id},
+                ts_ns,
+            )
+            for cls, n in counts.items()
+        )
+        if lines:
+            self.sink.submit(lines, len(counts))
+        return counts
+
+    def _finish(self, action: _Action) -> None:
+        self._actions.pop(action.action_id, None)
+        _remember(self._finished, action.action_id)
+        found = ", ".join(f"{n} {c}" for c, n in sorted(action.found.items()) if n)
+        detail = found or "nothing found"
+        if action.errors:
+            detail += "; " + "; ".join(action.errors)
+        status = "failed" if action.errors and not action.found else "done"
+        self.rules.update_action(action.action_id, status, detail)
+
+    # -- the clock --------------------------------------------------------------------------
+
+    def check_deadlines(self) -> None:
+        """Jobs past their deadline count as failed; return the ones to send again."""
+        now = self.clock()
+        for job_id, pending in list(self._pending.items()):
+            expires = pending.job.expires_at
+            if expires is not None and now >= expires:
+                self.handle(
+                    Result(
+                        job_id,
+                        pending.job.camera_id,
+                        now,
+                        error=f"no result within the {self.config.deadline:g} s deadline",
+                    )
+                )
+
+    def due(self) -> list[Job]:
+        """Jobs unanswered for `resend_after`, marked as sent again now."""
+        now = self.clock()
+        out = []
+        for pending in self._pending.values():
+            if now - pending.sent_at >= self.config.resend_after:
+                pending.sent_at = now
+                out.append(pending.job)
+        self.resent += len(out)
+        return out
+
+    async def run(self) -> None:
+        """Resend unanswered jobs and time out late ones, until cancelled."""
+        step = min(0.5, self.config.resend_after / 2)
+        while True:
+            await asyncio.sleep(step)
+            self.check_deadlines()
+            for job in self.due():
+                log.info("job %s: no result yet, sending it again", job.job_id)
+                await self._send(job)
+
+    # -- evidence retention -----------------------------------------------------------------
+
+    async def _prune(self) -> None:
+        cutoff = self.clock() - self.config.retention
+        removed = await asyncio.to_thread(prune_evidence, self.evidence_dir, cutoff)
+        if removed:
+            log.info("evidence retention: deleted %d snapshot(s)", removed)
+
+    def jobs(self) -> list[ScheduledJob]:
+        """The hourly evidence retention."""
+        return [ScheduledJob("evidence-retention", 3600.0, self._prune)]
+
+    def add_routes(self, app: web.Application) -> None:
+        """No routes of its own: evidence reaches the API through the incidents."""
+
+    async def close(self) -> None:
+        """Nothing to flush: unanswered jobs are redone by the workers or time out."""
+
+
+def prune_evidence(folder: Path, cutoff: float) -> int:
+    """Delete snapshots under `folder` last written before `cutoff` (epoch s); how many went."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    # Deepest first, so that a day's folder is seen after its snapshots.
+    for path in sorted(folder.rglob("*"), reverse=True):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+    return removed
+
+
+def _remember(seen: OrderedDict[str, Any], key: str) -> None:
+    seen[key] = None
+    if len(seen) > _REMEMBER:
+        seen.popitem(last=False)
