@@ -21,7 +21,15 @@ DOCKER = Path(__file__).parent.parent / "docker"
 
 def test_compose_file_names_files_that_exist() -> None:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
-    assert set(compose["services"]) >= {"mosquitto", "influxdb", "grafana", "hub"}
+    assert set(compose["services"]) >= {
+        "mosquitto",
+        "influxdb",
+        "grafana",
+        "hub",
+        "detector-1",
+        "detector-2",
+    }
+    assert compose["services"]["detector-2"]["command"] == ["detector", "--id", "2"]
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
@@ -44,6 +52,10 @@ def test_stack_config_validates(tmp_path: Path) -> None:
     assert config.mqtt.username == "hub"
     assert config.mqtt.password == "secret"
     assert config.api.listen == "0.0.0.0:8080"
+    # The models the image fetches at build time are where the stack's config looks.
+    assert config.detection.detector is not None
+    assert Path(str(config.detection.detector.model)).is_file()
+    assert Path(str(config.detection.faces_model)).is_file()
 
 
 @pytest.fixture
