@@ -4,12 +4,13 @@ with a topic prefix and a database of its own for each test."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.services import LocalInflux, LocalMosquitto, free_port
+from tests.helpers import HubProcess
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +65,18 @@ def prefix(uid: str) -> str:
 def database(uid: str) -> str:
     """The InfluxDB database name of this test."""
     return f"test_{uid}"
+
+
+@pytest.fixture
+def hub_processes() -> Iterator[Callable[[Path], HubProcess]]:
+    """`hub_processes(config)`: a `hub run` process for a config; killed at the end if alive."""
+    made: list[HubProcess] = []
+
+    def make(config: Path) -> HubProcess:
+        hub = HubProcess.for_config(config)
+        made.append(hub)
+        return hub
+
+    yield make
+    for hub in made:
+        hub.stop()

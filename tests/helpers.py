@@ -244,6 +244,12 @@ class HubProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def for_config(cls, config: Path) -> HubProcess:
+        """The hub of a test's hub.yaml (JSON, from `write_config`), logging beside it."""
+        listen = json.loads(config.read_text())["api"]["listen"]
+        return cls(config, listen, config.parent / "hub.log")
+
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

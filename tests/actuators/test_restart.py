@@ -7,6 +7,7 @@ import json
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,9 @@ def test_sigkill_between_command_and_ack_closes_the_barrier_once(
     database: str,
     uid: str,
     controller: Controller,
+    hub_processes: Callable[[Path], HubProcess],
 ) -> None:
-    config = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid)
-    listen = json.loads(config.read_text())["api"]["listen"]
-    hub = HubProcess(config, listen, tmp_path / "hub.log")
+    hub = hub_processes(hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid))
     gauge = Peer(mosquitto.url, f"gauge-{uid}")
     controller.behaviour = "hold"
     try:
@@ -60,7 +60,6 @@ def test_sigkill_between_command_and_ack_closes_the_barrier_once(
         assert not barrier["pending"]
         assert hub.signal(signal.SIGTERM) == 0
     finally:
-        hub.stop()
         gauge.close()
     assert controller.state == "closed"
     assert list(controller.executed.values()) == [1], "the barrier was commanded twice"
@@ -75,10 +74,9 @@ def test_sigkill_before_the_controller_answers_resends_the_same_command(
     database: str,
     uid: str,
     controller: Controller,
+    hub_processes: Callable[[Path], HubProcess],
 ) -> None:
-    config = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid)
-    listen = json.loads(config.read_text())["api"]["listen"]
-    hub = HubProcess(config, listen, tmp_path / "hub.log")
+    hub = hub_processes(hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid))
     gauge = Peer(mosquitto.url, f"gauge-{uid}")
     controller.behaviour = "never"
     try:
@@ -97,7 +95,6 @@ def test_sigkill_before_the_controller_answers_resends_the_same_command(
         assert controller.received[cid] > seen
         assert hub.signal(signal.SIGTERM) == 0
     finally:
-        hub.stop()
         gauge.close()
     assert list(controller.executed.items()) == [(cid, 1)]
     assert controller.state == "closed"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,8 +34,8 @@ def hub_process(
     prefix: str,
     database: str,
     uid: str,
-) -> Iterator[HubProcess]:
-    listen = f"127.0.0.1:{free_port()}"
+    hub_processes: Callable[[Path], HubProcess],
+) -> HubProcess:
     config = write_config(
         tmp_path / "hub.yaml",
         # A long flush interval keeps readings in memory, where a kill would catch them.
@@ -49,12 +49,10 @@ def hub_process(
             batch_size=100_000,
         ),
         inventory=[str(write_site(tmp_path / "site"))],
-        api={"listen": listen},
+        api={"listen": f"127.0.0.1:{free_port()}"},
         data_dir=str(tmp_path / "var"),
     )
-    hub = HubProcess(config, listen, tmp_path / "hub.log")
-    yield hub
-    hub.stop()
+    return hub_processes(config)
 
 
 def publish(peer: Peer, prefix: str, count: int) -> None:
@@ -63,6 +61,15 @@ def publish(peer: Peer, prefix: str, count: int) -> None:
         body = {"value": i / 1000, "ts": base + i / 1000}
         peer.publish(f"{prefix}/sensors/suwon/wl-{100 + i % 100}", json.dumps(body))
     wait_for(peer.all_sent, f"{count} readings to reach the broker")
+
+
+def take_readings(hub: HubProcess, peer: Peer, prefix: str, count: int) -> None:
+    """Publish `count` readings and wait until the hub has taken them all."""
+    publish(peer, prefix, count)
+    wait_for(
+        lambda: hub.metric("hub_readings_accepted_total") >= count,
+        f"the hub to take all {count} readings",
+    )
 
 
 def stored(influx: LocalInflux, database: str) -> int:
@@ -81,11 +88,7 @@ def test_sigterm_drains_the_buffer_before_exit(
     hub_process.start()
     peer = Peer(mosquitto.url, f"sensor-{uid}")
     try:
-        publish(peer, prefix, 500)
-        wait_for(
-            lambda: hub_process.metric("hub_readings_accepted_total") >= 500,
-            "the hub to take all 500 readings",
-        )
+        take_readings(hub_process, peer, prefix, 500)
         assert stored(influx, database) == 0  # still in the hub's buffer
         assert hub_process.signal(signal.SIGTERM) == 0
     finally:
@@ -105,11 +108,7 @@ def test_sigkill_with_readings_in_memory_loses_nothing(
     hub_process.start()
     peer = Peer(mosquitto.url, f"sensor-{uid}")
     try:
-        publish(peer, prefix, 500)
-        wait_for(
-            lambda: hub_process.metric("hub_readings_accepted_total") >= 500,
-            "the hub to take all 500 readings",
-        )
+        take_readings(hub_process, peer, prefix, 500)
         hub_process.signal(signal.SIGKILL)
         assert stored(influx, database) == 0
         hub_process.start()  # the same client id: the broker delivers the 500 again

@@ -45,13 +45,14 @@ def hub_process(
     prefix: str,
     database: str,
     uid: str,
-) -> Iterator[HubProcess]:
+    hub_processes: Callable[[Path], HubProcess],
+) -> HubProcess:
     listen = f"127.0.0.1:{free_port()}"
-    config = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
-    hub = HubProcess(config, listen, tmp_path / "hub.log")
+    hub = hub_processes(
+        hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
+    )
     hub.start()
-    yield hub
-    hub.stop()
+    return hub
 
 
 class Room:

@@ -8,7 +8,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -73,21 +73,19 @@ def hub_process(
     prefix: str,
     database: str,
     uid: str,
-) -> Iterator[HubProcess]:
+    hub_processes: Callable[[Path], HubProcess],
+) -> HubProcess:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "flood.yaml").write_text(RULES)
-    listen = f"127.0.0.1:{free_port()}"
     config = write_config(
         tmp_path / "hub.yaml",
         **service_sections(mosquitto.url, influx.url, prefix, database, uid, flush_interval="50ms"),
         inventory=[str(write_site(tmp_path / "site"))],
         rules=[str(tmp_path / "rules")],
-        api={"listen": listen},
+        api={"listen": f"127.0.0.1:{free_port()}"},
         data_dir=str(tmp_path / "var"),
     )
-    hub = HubProcess(config, listen, tmp_path / "hub.log")
-    yield hub
-    hub.stop()
+    return hub_processes(config)
 
 
 def _ns(text: str) -> int:
