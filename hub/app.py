@@ -110,6 +110,7 @@ class Hub:
             deadletter_queue=ingest.deadletter_queue,
         )
         self._routes: list[tuple[str, Callable[[list[Message]], None]]] = []
+        self._ingest_topics = Ingest.topics_for(mqtt.prefix)
         self.mqtt.on_messages = self._route
         self.dispatcher = ActionDispatcher()
         self.rules = RuleService(
@@ -185,7 +186,11 @@ class Hub:
             return
         readings: list[Message] = []
         others: dict[int, list[Message]] = {}
+        ingest = self._ingest_topics
         for msg in messages:
+            if msg.topic.startswith(ingest):  # the stream: one check, not one per component
+                readings.append(msg)
+                continue
             for index, (prefix, _) in enumerate(self._routes):
                 if msg.topic.startswith(prefix):
                     others.setdefault(index, []).append(msg)

@@ -66,10 +66,15 @@ class Ingest:
         self.on_full: Callable[[], None] = lambda: None
 
     @staticmethod
+    def topics_for(prefix: str) -> tuple[str, str]:
+        """The starts of the topics ingest reads: sensors' and gateways'."""
+        prefix = prefix.rstrip("/")
+        return (f"{prefix}/sensors/", f"{prefix}/gateways/")
+
+    @staticmethod
     def subscriptions_for(prefix: str) -> list[tuple[str, int]]:
         """The topic filters ingest needs, at QoS 1 so that nothing sent at QoS 1 is lost."""
-        prefix = prefix.rstrip("/")
-        return [(f"{prefix}/sensors/+/+", 1), (f"{prefix}/gateways/+/+", 1)]
+        return [(f"{start}+/+", 1) for start in Ingest.topics_for(prefix)]
 
     @property
     def deadletter_topic(self) -> str:
