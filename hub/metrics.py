@@ -99,6 +99,12 @@ STATE_PERSIST = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+JOURNAL_APPEND = Histogram(
+    "hub_rules_journal_seconds",
+    "Time to append rule events to the journal before they leave the process",
+    buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+    registry=REGISTRY,
+)
 OUTBOX = Gauge(
     "hub_outbox_events", "Rule events persisted but not yet dispatched", registry=REGISTRY
 )

@@ -151,7 +151,9 @@ class Reporter:
             )
             if recorded is None or (recorded.status, recorded.detail) == (status, detail):
                 return
-        self.rules.update_action(job.action_id, status, detail)
+        # The journal of commands makes this call again after a restart (reconcile), so the
+        # rules need not save their whole state before telling others of it.
+        self.rules.update_action(job.action_id, status, detail, restored=True)
 
     def incident(self, job: CommandJob, *, only_if_changed: bool = False) -> None:
         """Open (or add to) the actuator's incident on trouble; clear it once a command is done."""
@@ -174,10 +176,14 @@ class Reporter:
                     "status": job.state,
                     "detail": job.detail,
                 },
+                restored=True,
             )
         elif job.state == "done" and open_now:
             self.rules.clear_system(
-                SYSTEM_RULE, job.actuator, f"command {job.command_id} ({job.action}) done"
+                SYSTEM_RULE,
+                job.actuator,
+                f"command {job.command_id} ({job.action}) done",
+                restored=True,
             )
 
     def escalate(self, incident: Incident, severity: str) -> None:

@@ -1,10 +1,16 @@
 """Commands to actuators as persisted jobs: sent, resent with the same id, confirmed, timed out.
 
-Every change to a job is appended to the journal (fsynced) before anything acts on it: before
-the command is published, before an actuator's acknowledgement is acknowledged to the broker,
+Every change to a job is appended to the journal before anything acts on it: before the
+command is published, before an actuator's acknowledgement is acknowledged to the broker,
 before the audit trail, InfluxDB or the incidents hear of it. After a crash the hub reads the
 journal back and resends what was not acknowledged, with the same command id, so an actuator
 that deduplicates by id (the contract asks it to) executes each command once.
+
+The journal is fsynced before a command goes out, except for a rule's command: there the
+record is written (it survives the process being killed) and made durable before the reading
+that caused it is acknowledged to the broker. A power loss in between loses the record and
+keeps the reading, so the rule, deterministic, asks again for the command with the same id.
+That keeps the fsync off the way from a rising river to a closing barrier.
 """
 
 from __future__ import annotations
@@ -25,13 +31,13 @@ from hub.actuators import jobs as J
 from hub.actuators.api import add_routes
 from hub.actuators.config import ActuatorsConfig
 from hub.actuators.inbound import Inbound, parse
-from hub.actuators.journal import Journal
 from hub.actuators.policy import confirmation, interlock, rate_limited
-from hub.actuators.report import Reporter
+from hub.actuators.report import SYSTEM_RULE, Reporter
 from hub.config.model import ApiToken
-from hub.inventory import Inventory
+from hub.inventory import Actuator, Inventory
+from hub.journal import Journal
 from hub.mqtt import Message, MqttError
-from hub.rules.events import ActionRequested
+from hub.rules.events import ActionRequested, Incident
 from hub.rules.service import RuleService, rfc3339
 from hub.scheduler import Job
 
@@ -89,6 +95,7 @@ class ActuatorService:
             "done_timeout": int(config.done_timeout * J.S),
         }
         self._load()
+        rules.before_ack.append(self.journal.sync)
 
     # -- the component ------------------------------------------------------------------------
 
@@ -203,7 +210,7 @@ class ActuatorService:
                     if j.actuator == actuator_id and j.state != "rejected" and not j.override
                 ]
                 refused = rate_limited(self.config.rate_limit, issued, now) or interlock(
-                    self.config.interlocks, actuator, command, self.rules.engine.incidents()
+                    self.config.interlocks, actuator, command, self._incidents_at(actuator)
                 )
             policy = confirmation(self.config.confirm, actuator, command) if from_rule else None
             if refused:
@@ -223,7 +230,7 @@ class ActuatorService:
                     and J.move(old, "expired", now, f"superseded by {cid}")
                 ]
             self.commands[cid] = job
-            await self._persist(changed)
+            await self._persist(changed, sync=not from_rule)
         self.report.created(job)
         for old in changed[1:]:
             self._after(old, "hub")
@@ -258,7 +265,7 @@ class ActuatorService:
     def _interlock_again(self, job: J.CommandJob, now: int) -> None:
         """A held command goes only if its interlock still allows it."""
         actuator = self.inventory.actuators[job.actuator]
-        why = interlock(self.config.interlocks, actuator, job.action, self.rules.engine.incidents())
+        why = interlock(self.config.interlocks, actuator, job.action, self._incidents_at(actuator))
         if why and not job.override:
             J.move(job, "rejected", now, why)
 
@@ -288,7 +295,8 @@ class ActuatorService:
             before = job.state
             if not J.on_sent(job, self.clock()):
                 return
-            await self._persist([job])
+            # Not synced: a lost `sent` only means the same command is sent again.
+            await self._persist([job], sync=False)
         if job.state != before:
             self._after(job, "hub")
 
@@ -367,13 +375,16 @@ class ActuatorService:
         if self.journal.records > self.config.compact_after:
             await self._compact()
 
+    def _incidents_at(self, actuator: Actuator) -> list[Incident]:
+        return self.rules.engine.incidents(site=actuator.site) if actuator.site else []
+
     def _escalate(self) -> None:
         """A failed command's incident that nobody acknowledged rises in severity."""
         limit = self.clock() - int(self.config.escalate_after * J.S)
         wanted = self.config.escalate_severity
-        for incident in self.rules.engine.incidents():
+        for incident in self.rules.engine.incidents(rule=SYSTEM_RULE):
             if (
-                incident.rule == "actuator-command"
+                incident.rule == SYSTEM_RULE
                 and incident.state == "active"
                 and incident.opened_at <= limit
                 and incident.severity != wanted
@@ -397,11 +408,15 @@ class ActuatorService:
             )
 
     async def _persist(
-        self, jobs: list[J.CommandJob], records: list[dict[str, Any]] | None = None
+        self,
+        jobs: list[J.CommandJob],
+        records: list[dict[str, Any]] | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         out = list(records or [])
         out += [{"job": j.to_dict()} for j in dict.fromkeys(jobs)]
-        await self.journal.append(out)
+        await self.journal.append(out, sync=sync)
 
     async def _compact(self) -> None:
         async with self._lock:

@@ -187,3 +187,29 @@ async def test_a_newer_command_supersedes_one_not_acknowledged(
     await state_of(hub, second, "done")
     assert hub.actuators.commands[first].state == "expired"
     assert hub.actuators.commands[first].detail == f"superseded by {second}"
+
+
+async def test_a_rules_command_is_durable_before_its_reading_is_acknowledged(
+    hub: Hub, controller: Controller, mosquitto: object, prefix: str, uid: str
+) -> None:
+    # A rule's command is written without an fsync on its way out; the reading that caused it
+    # is what brings it back after a power loss, so it must not be acknowledged before then.
+    controller.behaviour = "never"  # no acknowledgement comes to sync the journal instead
+    unsynced_at_ack: list[bool] = []
+    ack = hub.rules._ack
+
+    def watched(token: object) -> None:
+        unsynced_at_ack.append(hub.actuators.journal._unsynced)
+        ack(token)
+
+    hub.rules._ack = watched
+    gauge = Peer(mosquitto.url, f"gauge-{uid}")  # type: ignore[attr-defined]
+    try:
+        gauge.publish(f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 20, "ts": time.time()}))
+        await eventually(lambda: controller.received, "the command at the controller")
+        await eventually(lambda: len(unsynced_at_ack) >= 1, "the reading to be acknowledged")
+    finally:
+        gauge.close()
+    (job,) = hub.actuators.commands_list()
+    assert job.action_id, "not a rule's command"
+    assert unsynced_at_ack == [False] * len(unsynced_at_ack)
