@@ -265,10 +265,22 @@ class Engine:
         """Readings ignored because their sensor had already sent a newer one."""
         return self._w.late
 
-    def incidents(self) -> list[Incident]:
-        """Incidents not archived (open and cleared), oldest first."""
-        found = sorted(self._w.incidents.values(), key=lambda r: (r.opened_at, r.id))
+    def incidents(self, *, site: str | None = None, rule: str | None = None) -> list[Incident]:
+        """Incidents not archived (open and cleared), oldest first; at `site`, of `rule`.
+
+        The filters apply before the views are built, which is what costs with many incidents.
+        """
+        found = [
+            rec
+            for rec in self._w.incidents.values()
+            if (site is None or rec.site == site) and (rule is None or rec.rule == rule)
+        ]
+        found.sort(key=lambda r: (r.opened_at, r.id))
         return [rec.view() for rec in found]
+
+    def open_count(self) -> int:
+        """How many incidents are open (active or acknowledged)."""
+        return sum(1 for rec in self._w.incidents.values() if rec.is_open)
 
     def incident(self, incident_id: str) -> Incident | None:
         """One incident not archived, by id."""
