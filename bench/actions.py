@@ -9,6 +9,9 @@ opens one incident and one command to that underpass's barrier. The controller (
 process, so both ends read the same monotonic clock) acknowledges and reports the state, so
 commands finish as in service. The background load comes from another process over a raw
 socket (QoS 0), paced every 10 ms.
+
+The floor is measured in the same run under the same load: the same paho publisher to the same
+paho subscriber through the same broker, with no hub in between.
 """
 
 from __future__ import annotations
@@ -137,13 +140,17 @@ class Controller:
         self.ready = threading.Event()
         self.client.on_subscribe = lambda *_: self.ready.set()
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"{PREFIX}/actuators/+/+/command", 1)
+        self.echoed: dict[str, float] = {}
+        self.client.subscribe([(f"{PREFIX}/actuators/+/+/command", 1), ("bench/echo/+", 1)])
         self.client.loop_start()
         if not self.ready.wait(10):
             raise RuntimeError("the controller could not subscribe")
 
     def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
         now = time.perf_counter()
+        if msg.topic.startswith("bench/echo/"):
+            self.echoed.setdefault(msg.topic, now)
+            return
         barrier = msg.topic.split("/")[-2]
         self.arrived.setdefault(barrier, now)
         cid = json.loads(msg.payload)["command_id"]
@@ -162,8 +169,9 @@ def _metric(listen: str, name: str) -> float:
 
 def run_level(
     rate: int, first: int, samples: int, port: int, controller: Controller, listen: str
-) -> list[float]:
-    """Latencies (ms) of `samples` threshold crossings under `rate` readings/s of load."""
+) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of `samples` threshold crossings under `rate` readings/s of load, and of
+    as many messages from the same publisher to the controller through the broker alone."""
     stop = multiprocessing.Event()
     load = multiprocessing.Process(target=background_load, args=(port, rate, 1000, stop))
     load.start()
@@ -185,6 +193,15 @@ def run_level(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not all(b in controller.arrived for b in sent):
             time.sleep(0.05)
+        echoes: dict[str, float] = {}
+        for i in range(samples):
+            topic = f"bench/echo/{first + i}"
+            echoes[topic] = time.perf_counter()
+            pub.publish(topic, json.dumps({"value": 0.3, "ts": time.time()}), qos=1)
+            time.sleep(SPACING)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(t in controller.echoed for t in echoes):
+            time.sleep(0.05)
     finally:
         stored = _metric(listen, "hub_readings_accepted_total") - stored0
         stop.set()
@@ -194,11 +211,20 @@ def run_level(
     missing = [b for b in sent if b not in controller.arrived]
     if missing:
         print(f"  {len(missing)} commands did not arrive", file=sys.stderr)
-    elapsed = 2.0 + samples * SPACING
+    elapsed = 2.0 + 2 * samples * SPACING
     print(
         f"  background: {stored / elapsed:,.0f} readings/s validated and stored (target {rate:,})"
     )
-    return [(controller.arrived[b] - t) * 1000 for b, t in sent.items() if b in controller.arrived]
+    hub = [(controller.arrived[b] - t) * 1000 for b, t in sent.items() if b in controller.arrived]
+    floor = [(controller.echoed[e] - t) * 1000 for e, t in echoes.items() if e in controller.echoed]
+    return hub, floor
+
+
+def _summary(lat: list[float]) -> str:
+    lat = sorted(lat)
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {lat[-1]:.2f} ms  (n={len(lat)})"
 
 
 def main() -> None:
@@ -250,12 +276,11 @@ def main() -> None:
         print("threshold crossing on MQTT -> close command at the controller")
         for n, rate in enumerate(rates):
             print(f"{rate:,} readings/s of background load:")
-            lat = sorted(
-                run_level(rate, n * args.samples, args.samples, broker.port, controller, listen)
+            hub_ms, floor_ms = run_level(
+                rate, n * args.samples, args.samples, broker.port, controller, listen
             )
-            p50 = statistics.median(lat)
-            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-            print(f"  p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {lat[-1]:.2f} ms  (n={len(lat)})")
+            print(f"  reading -> hub -> command: {_summary(hub_ms)}")
+            print(f"  broker alone (floor):      {_summary(floor_ms)}")
     finally:
         if hub is not None:
             hub.terminate()
