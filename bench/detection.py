@@ -1,10 +1,11 @@
-"""Detection benchmark: per-frame time of the onnxruntime detector at 640 and of face blurring
-on this machine's CPU, median and p90. Not a test: it prints figures.
+"""Detection benchmark: per-frame time of each detector backend at 640 and of face blurring on
+this machine's CPU, median and p90. Not a test: it prints figures.
 
     .venv/bin/python bench/detection.py [--frames 50] [--threads 0]
 
-The detector is the packaged YOLOv8 fall model (best_fp16.onnx, 640x640) on bus.jpg; the
-time covers letterbox, inference, decoding and NMS. Face blurring is CenterFace plus the blur
+The model is the packaged YOLOv8 fall model on bus.jpg: its fp16 ONNX export on onnxruntime,
+and its `.pt` weights on torch through ultralytics (when the detect-torch extra is installed).
+The time covers letterbox, inference, decoding and NMS. Face blurring is CenterFace plus the blur
 on zidane.jpg (1280x720). For scale, the Ultralytics docs give 56 ms for YOLO11n exported to
 ONNX at 640 on their CPU; the fall model is larger than a nano model (44.7 MB as fp16).
 """
@@ -21,8 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hub.detection.backends.config import OnnxDetectorConfig
+from hub.detection.backends.base import DetectorError
+from hub.detection.backends.config import OnnxDetectorConfig, UltralyticsDetectorConfig
 from hub.detection.backends.onnx import OnnxDetector
+from hub.detection.backends.registry import load_detector
 from hub.detection.privacy import FaceBlurrer
 
 MODELS = Path(__file__).resolve().parent.parent / "var" / "models"
@@ -60,13 +63,24 @@ def main() -> None:
     )
     detector = OnnxDetector(config)
     blurrer = FaceBlurrer(MODELS / "faces" / "centerface.onnx", threads=args.threads)
-    result = {
+    result: dict[str, object] = {
         "frames": args.frames,
         "threads": args.threads,
         "onnx_detector_640": timings(lambda: detector.detect(bus_bgr), args.frames),
         "ultralytics_docs_yolo11n_onnx_cpu_640_ms": ULTRALYTICS_YOLO11N_ONNX_CPU_MS,
         "face_blur_1280x720": timings(lambda: blurrer.anonymize(zidane_bgr), args.frames),
     }
+    try:
+        torch_detector = load_detector(
+            UltralyticsDetectorConfig(
+                type="ultralytics", model=MODELS / "fall" / "best.pt", threads=args.threads
+            )
+        )
+        result["ultralytics_torch_pt_640"] = timings(
+            lambda: torch_detector.detect(bus_bgr), args.frames
+        )
+    except DetectorError as exc:
+        result["ultralytics_torch_pt_640"] = f"not measured: {exc}"
     print(json.dumps(result, indent=2))
 
 

@@ -25,5 +25,24 @@ class OnnxDetectorConfig(Section):
     threads: int = Field(default=0, ge=0)
 
 
-# Further backends (an ultralytics one, say) join as more members of this union.
-DetectorConfig = Annotated[OnnxDetectorConfig, Field(discriminator="type")]
+class UltralyticsDetectorConfig(Section):
+    """A model ultralytics loads: `.pt` weights or an export (`.onnx`, `.torchscript`,
+    `_openvino_model/`, ...), on torch. Needs the `detect-torch` extra."""
+
+    type: Literal["ultralytics"]
+    # A file; or an official name such as `yolo11n.pt`, which ultralytics downloads itself
+    # where the internet is reachable (and fails, with the reason, where it is not).
+    model: ConfigPath
+    names: tuple[str, ...] = ()  # overrides the model's own class names
+    input_size: int = Field(default=640, gt=0, multiple_of=32)
+    score_threshold: float = Field(default=0.25, gt=0.0, le=1.0)
+    iou_threshold: float = Field(default=0.45, gt=0.0, le=1.0)
+    max_detections: int = Field(default=300, gt=0)
+    device: str = "cpu"  # "cuda:0" where torch sees a GPU
+    half: bool = False  # fp16 inference (GPU only)
+    threads: int = Field(default=0, ge=0)  # torch's CPU threads; 0 leaves torch's default
+
+
+DetectorConfig = Annotated[
+    OnnxDetectorConfig | UltralyticsDetectorConfig, Field(discriminator="type")
+]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hub.detection.backends.config import DetectorConfig, OnnxDetectorConfig
+from hub.detection.backends.config import (
+    DetectorConfig,
+    OnnxDetectorConfig,
+    UltralyticsDetectorConfig,
+)
 
 if TYPE_CHECKING:
     from hub.detection.backends.base import Detector
@@ -18,9 +21,14 @@ def _onnx(config: OnnxDetectorConfig) -> Detector:
     return OnnxDetector(config)
 
 
-BACKENDS: dict[str, Callable[[DetectorConfig], Detector]] = {"onnx": _onnx}
+def _ultralytics(config: UltralyticsDetectorConfig) -> Detector:
+    from hub.detection.backends.torch_yolo import UltralyticsDetector  # noqa: PLC0415
+
+    return UltralyticsDetector(config)
 
 
 def load_detector(config: DetectorConfig) -> Detector:
     """The detector a config describes, its model loaded; raises DetectorError if it cannot."""
-    return BACKENDS[config.type](config)
+    if isinstance(config, UltralyticsDetectorConfig):
+        return _ultralytics(config)
+    return _onnx(config)
