@@ -76,10 +76,8 @@ def _detect(ctx: Ctx, path: KeyPath, value: Any) -> Action | None:
     inv = ctx.inventory
     pool = inv.cameras if inv else None
     cameras = _targets(ctx, path, data, "cameras", pool=pool, what="camera")
-    if "classes" not in data:
-        ctx.error(path, "classes: is missing: say what to look for, e.g. classes: [person, car]")
-        return None
-    classes = names(ctx, (*path, "classes"), data["classes"], "class")
+    # Without classes, the detectors look for their configured `detection.classes`.
+    classes = names(ctx, (*path, "classes"), data["classes"], "class") if "classes" in data else ()
     score = fraction(ctx, (*path, "min_score"), data["min_score"]) if "min_score" in data else None
     if cameras is None or classes is None or ("min_score" in data and score is None):
         return None

@@ -13,7 +13,7 @@ from hub.config import load_config
 from hub.inventory import load_inventory
 from hub.rules import check_rules, rules_checker
 from hub.rules.check import check_text
-from tests.rules.helpers import ROOT, problems
+from tests.rules.helpers import ROOT, problems, rules
 
 HEAD = "rules:\n  - {id: a, severity: minor, sensors: {kind: water_level}, "
 
@@ -327,8 +327,6 @@ rules:
         "9:9: actions[0].notfy: unknown action 'notfy', did you mean 'notify'?",
         "10:9: actions[1]: expected one action such as {notify: {channels: [situation-room]}}, "
         "got a mapping",
-        "11:17: actions[2].detect: classes: is missing: say what to look for, e.g. classes: "
-        "[person, car]",
         "11:28: actions[2].detect.cameras[0]: unknown camera 'cam-9', did you mean 'cam-2'?",
         "12:18: actions[3].actuate: command: is missing: say what to do, e.g. command: close",
         "12:42: actions[3].actuate.kind: unknown actuator kind 'barier', did you mean 'barrier'?",
@@ -502,3 +500,21 @@ def test_a_file_that_is_not_text(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_bytes(b"rules: [\xff]\n")
     _, found = check_rules([tmp_path / "bad.yaml"], None)
     assert [p.message for p in found] == ["not UTF-8 text (bad byte at offset 8)"]
+
+
+def test_a_detect_action_without_classes_leaves_them_to_the_detectors() -> None:
+    found = rules(
+        """
+rules:
+  - id: flood
+    severity: severe
+    sensors: [wl-1]
+    trigger: {above: 15 cm}
+    actions:
+      - detect: {cameras: site}
+      - detect: {cameras: site, classes: [person]}
+"""
+    )
+    first, second = found.rules[0].actions
+    assert first.classes == ()  # type: ignore[union-attr]
+    assert second.classes == ("person",)  # type: ignore[union-attr]
