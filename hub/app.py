@@ -167,6 +167,7 @@ class Hub:
             audit=self.audit,
             data_dir=Path(config.data_dir),
             prefix=mqtt.prefix,
+            tokens=config.api.tokens,
         )
         self.dispatcher.register("detect", self.detection)
         self.components.append(self.detection)

@@ -90,7 +90,12 @@ _INCIDENT = {
         "cleared_at": {"type": "string", "format": "date-time", "nullable": True},
         "archived_at": {"type": "string", "format": "date-time", "nullable": True},
         "actions": {"type": "array", "items": _OBJECT},
-        "evidence": {"type": "array", "items": _OBJECT, "description": "detections, snapshots"},
+        "evidence": {
+            "type": "array",
+            "items": _OBJECT,
+            "description": "detections, snapshots; an item whose snapshot lies under the "
+            "evidence folder has snapshot_url, where GET /api/evidence/{path} serves it",
+        },
     },
 }
 _SENSOR = {
@@ -129,6 +134,12 @@ _CAMERA = {
         "range": {"type": "number", "nullable": True},
         "url": {"type": "string", "description": "without user and password"},
         "snapshot": {"type": "string", "nullable": True, "description": "path or URL"},
+        "snapshot_url": {
+            "type": "string",
+            "nullable": True,
+            "description": "/api/evidence/{path} when the snapshot lies under the evidence "
+            "folder (send the token)",
+        },
         "snapshot_ts": {"type": "string", "format": "date-time", "nullable": True},
         "snapshot_incident": {"type": "string", "nullable": True},
     },
@@ -252,6 +263,22 @@ def document() -> dict[str, Any]:
                 "Server-Sent Events: hello, incident, sensors, heartbeat, resync (then reconnect)",
                 "viewer",
                 {"description": "event stream", "content": {"text/event-stream": {"schema": text}}},
+            )
+        },
+        "/api/evidence/{path}": {
+            "get": _op(
+                "An evidence snapshot (faces blurred); the snapshot_url of incidents' evidence "
+                "and of cameras",
+                "viewer",
+                {
+                    "description": "the image; Cache-Control: private",
+                    "content": {
+                        t: {"schema": {"type": "string", "format": "binary"}}
+                        for t in ("image/jpeg", "image/png")
+                    },
+                },
+                params=[_path("path", "the snapshot's path under the evidence folder")],
+                errors=(404,),
             )
         },
         "/api/actuators": {

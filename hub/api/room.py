@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hub.api.stream import Broadcaster
+from hub.detection.service import evidence_url
 from hub.ingest.validate import Reading
 from hub.inventory import Camera, Inventory, Sensor
 from hub.rules.service import incident_payload, rfc3339
@@ -39,6 +41,8 @@ class Room:
         self.latest: dict[str, tuple[float, int]] = {}  # sensor id -> (value, ts ns)
         self.broadcaster = Broadcaster(queue_size=queue_size)
         self.heartbeat_s = heartbeat_s
+        # Snapshots under it are served by GET /api/evidence/{path}: they get a snapshot_url.
+        self.evidence_dir = hub.config.detection.evidence_path(Path(hub.config.data_dir))
         self._shown: dict[str, str] = {}  # the state each sensor was last announced in
         self._dirty: set[str] = set()
 
@@ -62,7 +66,11 @@ class Room:
         incident = event["incident"]
         self.broadcaster.publish(
             "incident",
-            {"event": event["event"], "at": rfc3339(event["at"]), "incident": public(incident)},
+            {
+                "event": event["event"],
+                "at": rfc3339(event["at"]),
+                "incident": public(incident, self.evidence_dir),
+            },
         )
         subject = incident.get("subject")
         if subject in self.inventory.sensors:
@@ -149,10 +157,15 @@ class Room:
     def cameras(self) -> list[dict[str, Any]]:
         """Every camera, with its last snapshot when an incident's evidence holds one."""
         snaps = self.snapshots()
-        return [camera_view(c, snaps.get(c.id)) for _, c in sorted(self.inventory.cameras.items())]
+        return [
+            camera_view(c, snaps.get(c.id), self.evidence_dir)
+            for _, c in sorted(self.inventory.cameras.items())
+        ]
 
 
-def camera_view(camera: Camera, snap: dict[str, Any] | None) -> dict[str, Any]:
+def camera_view(
+    camera: Camera, snap: dict[str, Any] | None, evidence_dir: Path | None = None
+) -> dict[str, Any]:
     """A camera as the API shows it; credentials in its URL are not shown."""
     return {
         "id": camera.id,
@@ -167,6 +180,7 @@ def camera_view(camera: Camera, snap: dict[str, Any] | None) -> dict[str, Any]:
         "privacy": camera.privacy,
         "url": without_credentials(camera.url),
         "snapshot": snap["snapshot"] if snap else None,
+        "snapshot_url": _snapshot_url(snap["snapshot"] if snap else None, evidence_dir),
         "snapshot_ts": rfc3339(snap["ts_ns"]) if snap else None,
         "snapshot_incident": snap["incident"] if snap else None,
     }
@@ -180,14 +194,23 @@ def without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def public(incident: dict[str, Any]) -> dict[str, Any]:
-    """An incident as the API shows it: the contract's JSON, times in RFC 3339."""
+def public(incident: dict[str, Any], evidence_dir: Path | None = None) -> dict[str, Any]:
+    """An incident as the API shows it: the contract's JSON, times in RFC 3339, and a
+    `snapshot_url` beside each snapshot written under `evidence_dir`."""
     out = incident_payload(incident)
-    out["evidence"] = [
-        {**item, "ts": rfc3339(item["ts"])} if isinstance(item.get("ts"), int) else item
-        for item in out.get("evidence", [])
-    ]
+    out["evidence"] = [_evidence_item(item, evidence_dir) for item in out.get("evidence", [])]
     return out
+
+
+def _evidence_item(item: dict[str, Any], evidence_dir: Path | None) -> dict[str, Any]:
+    shown = {**item, "ts": rfc3339(item["ts"])} if isinstance(item.get("ts"), int) else item
+    url = _snapshot_url(item.get("snapshot"), evidence_dir)
+    return {**shown, "snapshot_url": url} if url is not None else shown
+
+
+def _snapshot_url(snapshot: object, evidence_dir: Path | None) -> str | None:
+    """Where the API serves a snapshot: only those under the evidence folder have a URL."""
+    return evidence_url(snapshot, evidence_dir) if evidence_dir is not None else None
 
 
 def matching(

@@ -199,15 +199,16 @@ async def _incidents(request: web.Request, _actor: str) -> web.StreamResponse:
     everything = [i.to_dict() for i in room.hub.rules.engine.incidents()]
     found = matching(everything, states, regions, severities)
     found.sort(key=lambda i: (i["opened_at"], i["id"]), reverse=True)  # newest first
-    return web.json_response({"incidents": [public(i) for i in found]})
+    return web.json_response({"incidents": [public(i, room.evidence_dir) for i in found]})
 
 
 @authorized("viewer")
 async def _incident(request: web.Request, _actor: str) -> web.StreamResponse:
-    incident = request.app[ROOM].hub.rules.engine.incident(request.match_info["id"])
+    room = request.app[ROOM]
+    incident = room.hub.rules.engine.incident(request.match_info["id"])
     if incident is None:
         return error(404, f"no incident {request.match_info['id']!r} (it may be archived)")
-    return web.json_response({"incident": public(incident.to_dict())})
+    return web.json_response({"incident": public(incident.to_dict(), room.evidence_dir)})
 
 
 @authorized("operator")
@@ -235,7 +236,7 @@ async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
     except IncidentNotFoundError:
         return error(404, f"no incident {incident_id!r} (it was archived just now)")
     now = room.hub.rules.engine.incident(incident_id)
-    return web.json_response({"incident": public((now or incident).to_dict())})
+    return web.json_response({"incident": public((now or incident).to_dict(), room.evidence_dir)})
 
 
 @authorized("viewer")

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
+from hub.api.auth import Token, authorized, error, install
 from hub.audit import AuditLog
 from hub.detection.config import DetectionConfig
 from hub.detection.worker import Job, Result, requests_topic
@@ -34,6 +37,11 @@ from hub.storage.line import point_line
 log = logging.getLogger("hub.detection")
 
 _REMEMBER = 10_000  # finished actions and answered jobs kept to recognise repeats
+EVIDENCE_URL = "/api/evidence/"
+EVIDENCE_DIR: web.AppKey[Path] = web.AppKey("evidence_dir", Path)
+# Snapshots are not edited once reported, so browsers may keep them a while.
+EVIDENCE_MAX_AGE_S = 3600
+_SNAPSHOT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 @dataclass(slots=True)
@@ -67,6 +75,7 @@ class DetectionService:
         audit: AuditLog,
         data_dir: Path,
         prefix: str,
+        tokens: Sequence[Token] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -77,6 +86,7 @@ class DetectionService:
         self.audit = audit
         self.clock = clock
         self.prefix = prefix
+        self.tokens = tuple(tokens)
         self.evidence_dir = config.evidence_path(data_dir)
         self.topic_prefix: str | None = f"{prefix}/detect/results/"
         self.subscriptions: Sequence[tuple[str, int]] = [(f"{prefix}/detect/results/+", 1)]
@@ -282,10 +292,64 @@ class DetectionService:
         return [ScheduledJob("evidence-retention", 3600.0, self._prune)]
 
     def add_routes(self, app: web.Application) -> None:
-        """No routes of its own: evidence reaches the API through the incidents."""
+        """`GET /api/evidence/{path}`: a snapshot under the evidence folder, for viewers."""
+        app[EVIDENCE_DIR] = self.evidence_dir
+        install(app, self.tokens)
+        app.router.add_get(EVIDENCE_URL + "{path:.+}", _evidence)
 
     async def close(self) -> None:
         """Nothing to flush: unanswered jobs are redone by the workers or time out."""
+
+
+def evidence_url(snapshot: object, folder: Path) -> str | None:
+    """The API's URL of a snapshot written under `folder`; None for a URL or a path elsewhere."""
+    if not isinstance(snapshot, str) or not os.path.isabs(snapshot):
+        return None
+    try:
+        relative = Path(os.path.normpath(snapshot)).relative_to(os.path.normpath(folder))
+    except ValueError:
+        return None
+    if not relative.parts:
+        return None
+    return EVIDENCE_URL + quote(relative.as_posix(), safe="/")
+
+
+def evidence_file(folder: Path, relative: str) -> Path | str:
+    """The snapshot `relative` names under `folder`, or why it cannot be served.
+
+    Links are followed before the check, so that none leads out of the folder.
+    """
+    if not relative or "\0" in relative or os.path.isabs(relative):
+        return "the path must be relative to the evidence folder"
+    try:
+        root = folder.resolve()
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a loop of links (Python < 3.13)
+        return "the path cannot be followed"
+    if not path.is_relative_to(root):
+        return "the path must stay inside the evidence folder"
+    if path.suffix.lower() not in _SNAPSHOT_TYPES:
+        return "only snapshots (.jpg, .jpeg, .png) are served"
+    if not path.is_file():
+        return "no such snapshot (retention may have deleted it)"
+    return path
+
+
+@authorized("viewer")
+async def _evidence(request: web.Request, _actor: str) -> web.StreamResponse:
+    relative = request.match_info["path"]
+    # resolve() and stat() touch the disk: off the event loop, as FileResponse reads it.
+    found = await asyncio.to_thread(evidence_file, request.app[EVIDENCE_DIR], relative)
+    if isinstance(found, str):
+        return error(404, f"{relative}: {found}")
+    return web.FileResponse(
+        found,
+        headers={
+            "Content-Type": _SNAPSHOT_TYPES[found.suffix.lower()],
+            "Cache-Control": f"private, max-age={EVIDENCE_MAX_AGE_S}",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def prune_evidence(folder: Path, cutoff: float) -> int:

@@ -8,6 +8,7 @@ const room = {
   token: sessionStorage.getItem("hub.token") || "",
   sensors: new Map(), markers: new Map(), incidents: new Map(), actuators: new Map(),
   sites: new Map(), positions: new Map(), map: null, detail: null, layers: {}, stream: null, selected: null,
+  objectUrls: { detail: [], cameras: [] },
 };
 
 function el(tag, attrs, ...children) {
@@ -47,6 +48,35 @@ async function api(path, options) {
   if (resp.status === 401) { signIn(t("badToken")); throw new ApiError(401, data.error); }
   if (!resp.ok) throw new ApiError(resp.status, data.error || resp.statusText);
   return data;
+}
+
+// The hub serves snapshots (/api/evidence/...) only with the token, which <img src> cannot
+// send: fetch them, show them from object URLs, and let those go when their view is redrawn.
+async function showSnapshot(img, url, view) {
+  try {
+    const resp = await fetch(url, { headers: { Authorization: `Bearer ${room.token}` } });
+    if (!resp.ok) throw new ApiError(resp.status, resp.statusText);
+    const src = URL.createObjectURL(await resp.blob());
+    room.objectUrls[view].push(src);
+    img.src = src;
+  } catch (err) {
+    img.dataset.error = String(err.status || err.message);
+  }
+}
+
+function releaseSnapshots(view) {
+  for (const src of room.objectUrls[view]) URL.revokeObjectURL(src);
+  room.objectUrls[view] = [];
+}
+
+function snapshotImage(item, attrs, view) {
+  if (item.snapshot_url) {
+    const img = el("img", attrs);
+    showSnapshot(img, item.snapshot_url, view);
+    return img;
+  }
+  if (item.snapshot && /^(https?:|\/)/.test(item.snapshot)) return el("img", { src: item.snapshot, ...attrs });
+  return null;
 }
 
 function fail(err) {
@@ -157,12 +187,12 @@ async function loadSensors() {
 async function loadCameras() {
   const data = await api("/api/cameras");
   room.layers.cameras.clearLayers();
+  releaseSnapshots("cameras");
   for (const c of data.cameras) {
     const icon = L.divIcon({ className: "camera-icon", iconSize: [12, 12] });
     const body = el("div", {}, el("b", {}, c.name || c.id), el("br"), siteName(c.site));
-    if (c.snapshot && /^(https?:|\/)/.test(c.snapshot)) {
-      body.append(el("br"), el("img", { src: c.snapshot, alt: c.id, width: "240" }));
-    }
+    const img = snapshotImage(c, { alt: c.id, width: "240" }, "cameras");
+    if (img) body.append(el("br"), img);
     L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
   }
 }
@@ -301,12 +331,12 @@ function showIncident(id) {
   const actions = el("ul", {}, ...(i.actions || []).map((a) =>
     el("li", {}, `${a.kind} (${a.step}): ${a.status}${a.detail ? ` — ${a.detail}` : ""}`)));
   const evidence = el("div", { class: "evidence" });
+  releaseSnapshots("detail");
   for (const e of i.evidence || []) {
     const counts = Object.entries(e.counts || {}).map(([k, n]) => `${k} ${n}`).join(", ");
     evidence.append(el("div", {}, `${e.camera || e.kind || ""} ${when(e.ts)} ${counts || e.text || ""}`));
-    if (e.snapshot && /^(https?:|\/)/.test(e.snapshot)) {
-      evidence.append(el("img", { src: e.snapshot, alt: `${e.camera || ""} snapshot`, class: "snapshot" }));
-    }
+    const img = snapshotImage(e, { alt: `${e.camera || ""} snapshot`, class: "snapshot" }, "detail");
+    if (img) evidence.append(img);
   }
   $("detail-body").replaceChildren(facts, el("h3", {}, t("actions")), actions,
     el("h3", {}, t("evidence")), evidence);
