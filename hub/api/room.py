@@ -3,6 +3,7 @@ wiring of the room's routes, page and live stream into a Hub."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 # A sensor is silent after this many of its expected intervals without a reading.
 SILENT_FACTOR = 3
-OPEN_STATES = ("active", "acknowledged")
 STATES = ("active", "acknowledged", "cleared")
 
 
@@ -72,13 +72,17 @@ class Room:
                 "incident": public(incident, self.evidence_dir),
             },
         )
-        subject = incident.get("subject")
-        if subject in self.inventory.sensors:
-            self._dirty.add(subject)
-        self.flush()
+        # Only the subject's state changes now; other sensors' values wait for the ticker. This
+        # runs on the way out of every incident event, so it must not cost one view per sensor.
+        sensor = self.inventory.sensors.get(incident.get("subject") or "")
+        if sensor is not None:
+            self._dirty.discard(sensor.id)
+            item = self.sensor(sensor, self.clock(), self.alarms())
+            self.broadcaster.publish("sensors", {"sensors": [item]})
 
-    def flush(self) -> None:
-        """Announce the sensors whose value or state changed since the last flush."""
+    async def flush(self, chunk: int = 500) -> None:
+        """Announce the sensors whose value or state changed since the last flush, `chunk` at a
+        time, letting the event loop run between chunks (thousands of sensors change a second)."""
         now = self.clock()
         alarms = self.alarms()
         for sensor_id, state in self._shown.items():
@@ -87,20 +91,18 @@ class Room:
         if not self._dirty:
             return
         changed, self._dirty = sorted(self._dirty), set()
-        items = [self.sensor(self.inventory.sensors[s], now, alarms) for s in changed]
-        for item in items:
-            self._shown[item["id"]] = item["state"]
-        self.broadcaster.publish("sensors", {"sensors": items})
+        for start in range(0, len(changed), chunk):
+            if start:
+                await asyncio.sleep(0)
+            part = changed[start : start + chunk]
+            items = [self.sensor(self.inventory.sensors[s], now, alarms) for s in part]
+            self.broadcaster.publish("sensors", {"sensors": items})
 
     # -- views --------------------------------------------------------------------------------
 
     def alarms(self) -> dict[str, list[str]]:
         """Open incidents' ids by their subject."""
-        found: dict[str, list[str]] = {}
-        for incident in self.hub.rules.engine.incidents():
-            if incident.state in OPEN_STATES:
-                found.setdefault(incident.subject, []).append(incident.id)
-        return found
+        return self.hub.rules.engine.open_by_subject()
 
     def state_of(self, sensor: Sensor, now: int, alarms: dict[str, list[str]]) -> str:
         """ok, alarm (subject of an open incident), silent (no reading for 3 intervals), unknown."""

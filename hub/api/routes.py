@@ -71,7 +71,7 @@ async def _ticker(app: web.Application) -> AsyncIterator[None]:
         last_beat = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
-            room.flush()
+            await room.flush()
             if time.monotonic() - last_beat >= room.heartbeat_s:
                 last_beat = time.monotonic()
                 room.broadcaster.publish("heartbeat", {"ts": rfc3339(room.clock())})

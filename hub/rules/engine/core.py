@@ -282,6 +282,14 @@ class Engine:
         """How many incidents are open (active or acknowledged)."""
         return sum(1 for rec in self._w.incidents.values() if rec.is_open)
 
+    def open_by_subject(self) -> dict[str, list[str]]:
+        """The ids of open incidents by their subject, oldest first, without building views."""
+        found: dict[str, list[str]] = {}
+        for rec in sorted(self._w.incidents.values(), key=lambda r: (r.opened_at, r.id)):
+            if rec.is_open:
+                found.setdefault(rec.subject, []).append(rec.id)
+        return found
+
     def incident(self, incident_id: str) -> Incident | None:
         """One incident not archived, by id."""
         rec = self._w.incidents.get(incident_id)
