@@ -111,12 +111,19 @@ def drive(
     ticks: bool = True,
     restore_at: int | None = None,
     reload_at: int | None = None,
+    check_snapshots: bool = False,
 ) -> list[Event]:
     """Run the operations; without `ticks`, the clock moves only with the other inputs."""
     eng = Engine(RULES, INVENTORY)
     t = T0
     events = eng.tick(t)  # a live hub and a replay both start watching at the start
     for i, op in enumerate(ops):
+        if check_snapshots:
+            # Incidents keep their snapshot form until they change: it must never be stale.
+            kept = json.dumps(eng.snapshot(), sort_keys=True)
+            for rec in eng._w.incidents.values():
+                rec._json = None
+            assert kept == json.dumps(eng.snapshot(), sort_keys=True), f"stale before {op}"
         if i == restore_at:
             state = json.loads(json.dumps(eng.snapshot()))
             eng = Engine(RULES, INVENTORY, state)
@@ -203,6 +210,12 @@ def test_a_restore_at_any_point_gives_the_same_events(
 ) -> None:
     at = data.draw(st.integers(0, len(ops)))
     assert drive(ops, restore_at=at) == drive(ops)
+
+
+@SETTINGS
+@given(any_order)
+def test_a_snapshot_kept_between_changes_is_never_stale(ops: list[tuple[Any, ...]]) -> None:
+    drive(ops, check_snapshots=True)
 
 
 @SETTINGS

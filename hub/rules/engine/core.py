@@ -152,7 +152,7 @@ class Engine:
         w.advance(now_ns)
         if incident_id in w.incidents:
             action = dataclasses.replace(rec.actions[index], status=status, detail=detail)
-            rec.actions[index] = action
+            rec.set_action(index, action)
             w.out.append(IncidentUpdated(max(now_ns, w.clock), rec.view(), "action"))
         return self._end()
 

@@ -71,7 +71,7 @@ def record(
 ) -> ActionRequested:
     """Add an action to the incident and make the event that asks for it."""
     action_id = f"{rec.id}.{len(rec.actions)}"
-    rec.actions.append(ActionRecord(action_id, kind, step, params, t))
+    rec.add_action(ActionRecord(action_id, kind, step, params, t))
     if kind == "detect":
         for camera in params["cameras"]:
             w.watching.setdefault(camera, {})[rec.id] = None

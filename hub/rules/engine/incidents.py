@@ -22,9 +22,15 @@ def incident_id(rule: str, subject: str, opened_at: int) -> str:
 
 
 class IncidentRecord:
-    """An incident as the engine keeps it; `view()` gives the frozen form events carry."""
+    """An incident as the engine keeps it; `view()` gives the frozen form events carry.
+
+    Its snapshot form is kept until it changes: the state is saved several times a second,
+    while an incident changes a few times in its life. Any attribute set, and the methods that
+    change its lists, forget the kept form.
+    """
 
     __slots__ = (
+        "_json",
         "acked_at",
         "acked_by",
         "actions",
@@ -77,6 +83,12 @@ class IncidentRecord:
         self.esc_base = opened_at
         self.esc_done = 0
         self.order: tuple[int, ...] = ()
+        self._json: dict[str, Any] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "_json":
+            object.__setattr__(self, "_json", None)
 
     @property
     def is_open(self) -> bool:
@@ -107,8 +119,19 @@ class IncidentRecord:
         """An escalation step or the automatic archiving fell due; the engine decides."""
         eng.incident_timer(self, deadline, token)
 
+    def add_action(self, action: ActionRecord) -> None:
+        """Record an action the incident asks for."""
+        self.actions.append(action)
+        self._json = None
+
+    def set_action(self, index: int, action: ActionRecord) -> None:
+        """Replace an action's record (its status changed)."""
+        self.actions[index] = action
+        self._json = None
+
     def add_evidence(self, item: dict[str, Any]) -> None:
         """Keep a piece of evidence, dropping the oldest detection beyond the limit."""
+        self._json = None
         self.evidence.append(item)
         detections = [i for i, e in enumerate(self.evidence) if e.get("kind") == "detection"]
         if len(detections) > MAX_DETECTION_EVIDENCE:
@@ -117,11 +140,13 @@ class IncidentRecord:
             del self.evidence[KEEP_FIRST]
 
     def to_json(self) -> dict[str, Any]:
-        """Everything, for a snapshot."""
-        out = self.view().to_dict()
-        out["esc_base"] = self.esc_base
-        out["esc_done"] = self.esc_done
-        return out
+        """Everything, for a snapshot (kept until the incident changes: do not modify it)."""
+        if self._json is None:
+            out = self.view().to_dict()
+            out["esc_base"] = self.esc_base
+            out["esc_done"] = self.esc_done
+            self._json = out
+        return self._json
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IncidentRecord:
