@@ -80,7 +80,7 @@ class Room:
             item = self.sensor(sensor, self.clock(), self.alarms())
             self.broadcaster.publish("sensors", {"sensors": [item]})
 
-    async def flush(self, chunk: int = 500) -> None:
+    async def flush(self, chunk: int = 100) -> None:
         """Announce the sensors whose value or state changed since the last flush, `chunk` at a
         time, letting the event loop run between chunks (thousands of sensors change a second)."""
         now = self.clock()

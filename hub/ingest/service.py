@@ -93,7 +93,6 @@ class Ingest:
             return  # not acknowledged: the broker delivers them again next session
         now = self.clock()
         depth = self._depth
-        lines: list[str] = []
         accepted: list[Reading] = []
         received = 0
         sensors = gateways = 0
@@ -115,8 +114,6 @@ class Ingest:
             else:
                 readings = []
                 rejections = [Rejection("unknown_topic", f"no ingest route for {msg.topic!r}")]
-            line = self._line_prefix
-            lines.extend(f"{line(r.sensor)}{r.value!r} {r.ts_ns}\n" for r in readings)
             accepted.extend(readings)
             for rejection in rejections:
                 self._reject(msg, rejection, now)
@@ -126,13 +123,8 @@ class Ingest:
             metrics.MESSAGES_IN.labels("gateways").inc(gateways)
         metrics.READINGS_IN.inc(received)
         metrics.READINGS_ACCEPTED.inc(len(accepted))
-        # One submit per batch; the messages ride along and are acknowledged, in order, once
-        # the readings are in InfluxDB or in the spool. Messages whose readings were all
-        # refused ride along too, so that acknowledgements keep the order of arrival.
-        acks = [m for m in messages if m.qos]
-        self.sink.submit("".join(lines).encode(), len(lines), acks or None)
-        if self.sink.full:
-            self.on_full()
+        # The rules see the readings first: a reading that must close a barrier does not wait
+        # for the batch's line protocol to be written.
         if accepted:
             for listener in self.listeners:
                 try:
@@ -140,6 +132,15 @@ class Ingest:
                 except Exception:
                     # A failing consumer must not stop ingest or storage of the readings.
                     log.exception("reading listener %r failed", listener)
+        line = self._line_prefix
+        lines = [f"{line(r.sensor)}{r.value!r} {r.ts_ns}\n" for r in accepted]
+        # One submit per batch; the messages ride along and are acknowledged, in order, once
+        # the readings are in InfluxDB or in the spool. Messages whose readings were all
+        # refused ride along too, so that acknowledgements keep the order of arrival.
+        acks = [m for m in messages if m.qos]
+        self.sink.submit("".join(lines).encode(), len(lines), acks or None)
+        if self.sink.full:
+            self.on_full()
 
     def _line_prefix(self, sensor: Sensor) -> str:
         prefix = self._lines.get(sensor.id)
