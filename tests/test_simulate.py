@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hub import metrics
+from hub.actuators.jobs import CommandJob
 from hub.app import running
 from hub.cli import main
 from hub.config import load_config
@@ -178,10 +179,12 @@ async def test_simulated_controllers_complete_the_commands(
         try:
             body = json.dumps({"value": 20, "unit": "cm"}).encode()
             await client.publish(f"{prefix}/sensors/suwon/suwon-seryu-wl-1", body, qos=1)
-            jobs = await eventually(
-                lambda: [j for j in hub.actuators.commands_list() if j.state == "done"],
-                "the barriers' close commands to be done",
-            )
+
+            def both_done() -> list[CommandJob] | None:
+                done = [j for j in hub.actuators.commands_list() if j.state == "done"]
+                return done if len(done) >= 2 else None
+
+            jobs = await eventually(both_done, "both barriers' close commands to be done")
         finally:
             controllers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
