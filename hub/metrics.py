@@ -109,6 +109,28 @@ OUTBOX = Gauge(
     "hub_outbox_events", "Rule events persisted but not yet dispatched", registry=REGISTRY
 )
 
+# Detection
+DETECT_JOBS = Counter(
+    "hub_detect_jobs", "Detection jobs sent to the workers (resends not counted)", registry=REGISTRY
+)
+DETECT_RESENT = Counter(
+    "hub_detect_resent", "Detection jobs sent again for want of an answer", registry=REGISTRY
+)
+DETECT_RESULTS = Counter(
+    "hub_detect_results",
+    "Detection results by outcome: ok, error (camera or model), expired (no answer in time), "
+    "duplicate (a job answered twice)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+DETECT_PENDING = Gauge("hub_detect_pending", "Detection jobs awaiting a result", registry=REGISTRY)
+DETECT_SECONDS = Histogram(
+    "hub_detect_seconds",
+    "Time from a detection job's first sending to its result",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+
 # Actions
 ACTIONS = Counter(
     "hub_actions",

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from hub import metrics
 from hub.api.auth import Token, authorized, error, install
 from hub.audit import AuditLog
 from hub.detection.config import DetectionConfig
@@ -47,7 +48,11 @@ _SNAPSHOT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/p
 @dataclass(slots=True)
 class _Pending:
     job: Job
-    sent_at: float
+    sent_at: float  # the last time it was sent
+    asked_at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.asked_at = self.sent_at
 
 
 @dataclass(slots=True)
@@ -137,6 +142,8 @@ class DetectionService:
         self._actions[action_id] = _Action(action_id, rule, {j.job_id for j in jobs})
         for job in jobs:
             self._pending[job.job_id] = _Pending(job, self.clock())
+        metrics.DETECT_JOBS.inc(len(jobs))
+        metrics.DETECT_PENDING.set(len(self._pending))
         self.audit.record(
             "detect",
             rule,
@@ -164,13 +171,23 @@ class DetectionService:
                 log.exception("%s: result could not be handled", message.topic)
         self.mqtt.ack(messages)
 
-    def handle(self, result: Result) -> None:
-        """One result: the engine, the `detection` measurement and the audit trail."""
+    def handle(self, result: Result, *, expired: bool = False) -> None:
+        """One result: the engine, the `detection` measurement and the audit trail.
+
+        `expired`: the hub's own failed result for a job that got no answer in time.
+        """
         if result.job_id in self._answered:
+            metrics.DETECT_RESULTS.labels("duplicate").inc()
             return  # a job sent twice may be answered twice
         _remember(self._answered, result.job_id)
         self.results.append(result)
         pending = self._pending.pop(result.job_id, None)
+        metrics.DETECT_PENDING.set(len(self._pending))
+        if pending is not None:
+            metrics.DETECT_SECONDS.observe(max(0.0, self.clock() - pending.asked_at))
+        metrics.DETECT_RESULTS.labels(
+            "ok" if result.error is None else "expired" if expired else "error"
+        ).inc()
         camera = self.inventory.cameras.get(result.camera_id)
         region = camera.region if camera is not None else ""
         action = self._actions.get(pending.job.action_id) if pending is not None else None
@@ -255,7 +272,8 @@ class DetectionService:
                         pending.job.camera_id,
                         now,
                         error=f"no result within the {self.config.deadline:g} s deadline",
-                    )
+                    ),
+                    expired=True,
                 )
 
     def due(self) -> list[Job]:
@@ -267,6 +285,7 @@ class DetectionService:
                 pending.sent_at = now
                 out.append(pending.job)
         self.resent += len(out)
+        metrics.DETECT_RESENT.inc(len(out))
         return out
 
     async def run(self) -> None:

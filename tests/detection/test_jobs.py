@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import pytest
 
+from hub import metrics
 from hub.app import running
 from hub.config import HubConfig, load_config
 from hub.detection.backends.registry import load_detector
@@ -150,6 +151,7 @@ async def test_flood_asks_the_covering_camera_and_keeps_blurred_evidence(
     blurrer = FaceBlurrer(default_faces_model(config))
     peer = Peer(mosquitto.url, f"gauge-{uid}")
     stop = asyncio.Event()
+    before = _detect_metrics()
     with CapturePool(1) as pool:
         worker = DetectorWorker(
             config, inv, f"w-{uid}", detector=detector, blurrer=blurrer, pool=pool
@@ -179,6 +181,11 @@ async def test_flood_asks_the_covering_camera_and_keeps_blurred_evidence(
     (action,) = incident.actions
     assert action.params["cameras"] == ["cam-south"]
     assert action.status == "done"
+    after = _detect_metrics()
+    assert after["jobs"] - before["jobs"] == 1
+    assert after["ok"] - before["ok"] == 1
+    assert after["timed"] - before["timed"] == 1
+    assert after["pending"] == 0
 
     rows = await eventually(
         lambda: _rows(influx.url, database),
@@ -199,6 +206,51 @@ async def test_flood_asks_the_covering_camera_and_keeps_blurred_evidence(
     assert original is not None
     assert blurrer.faces(original), "the face model should find faces in zidane.jpg"
     assert blurrer.faces(stored) == []
+
+
+def _detect_metrics() -> dict[str, float]:
+    return {
+        "jobs": metrics.DETECT_JOBS._value.get(),
+        "ok": metrics.DETECT_RESULTS.labels("ok")._value.get(),
+        "expired": metrics.DETECT_RESULTS.labels("expired")._value.get(),
+        "resent": metrics.DETECT_RESENT._value.get(),
+        "pending": metrics.DETECT_PENDING._value.get(),
+        "timed": sum(b.get() for b in metrics.DETECT_SECONDS._buckets),
+    }
+
+
+async def test_a_job_nobody_answers_fails_its_action_at_the_deadline(
+    tmp_path: Path,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    zidane, _ = images(tmp_path)
+    covering = {**COVERING, "properties": {**COVERING["properties"], "url": str(zidane)}}
+    path = configure(
+        tmp_path, mosquitto, influx, prefix, database, uid, [covering],
+        deadline="1s", resend_after="300ms",
+    )  # fmt: skip
+    config = load_config(path)
+    before = _detect_metrics()
+    peer = Peer(mosquitto.url, f"gauge-{uid}")
+    async with running(config, load_inventory(config.inventory)) as hub:  # and no worker
+        await hub.mqtt.wait_connected(10)
+        peer.publish(f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 22, "unit": "cm"}))
+
+        def failed() -> str | None:
+            found = [a for i in hub.rules.engine.incidents() for a in i.actions]
+            return found[0].detail if found and found[0].status == "failed" else None
+
+        detail = await eventually(failed, "the detect action to fail", timeout=20)
+    peer.close()
+    assert "cam-south: no result within the 1 s deadline" in detail
+    after = _detect_metrics()
+    assert after["expired"] - before["expired"] == 1
+    assert after["resent"] - before["resent"] >= 1, "sent once more before the deadline"
+    assert after["pending"] == 0
 
 
 async def _rows(url: str, database: str) -> list[dict[str, object]]:
