@@ -77,7 +77,8 @@ class Room:
         sensor = self.inventory.sensors.get(incident.get("subject") or "")
         if sensor is not None:
             self._dirty.discard(sensor.id)
-            item = self.sensor(sensor, self.clock(), self.alarms())
+            ids = self.hub.rules.engine.open_for(sensor.id)
+            item = self.sensor(sensor, self.clock(), {sensor.id: ids} if ids else {})
             self.broadcaster.publish("sensors", {"sensors": [item]})
 
     async def flush(self, chunk: int = 100) -> None:

@@ -205,7 +205,7 @@ class RuleService:
             data = orjson.dumps(
                 {
                     "version": STATE_VERSION,
-                    "engine": self.engine.snapshot(),
+                    "engine": self.engine.snapshot(encoded=True),
                     "outbox": [event for _, event in self._outbox],
                     "seq": seq,
                 }

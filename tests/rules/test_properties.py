@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,9 +122,14 @@ def drive(
         if check_snapshots:
             # Incidents keep their snapshot form until they change: it must never be stale.
             kept = json.dumps(eng.snapshot(), sort_keys=True)
+            encoded = json.dumps(
+                json.loads(orjson.dumps(eng.snapshot(encoded=True))), sort_keys=True
+            )
             for rec in eng._w.incidents.values():
-                rec._json = None
-            assert kept == json.dumps(eng.snapshot(), sort_keys=True), f"stale before {op}"
+                rec._json = rec._encoded = None
+            fresh = json.dumps(eng.snapshot(), sort_keys=True)
+            assert kept == fresh, f"stale before {op}"
+            assert encoded == fresh, f"stale encoded form before {op}"
         if i == restore_at:
             state = json.loads(json.dumps(eng.snapshot()))
             eng = Engine(RULES, INVENTORY, state)

@@ -235,10 +235,14 @@ class Engine:
         self._changes += 1
         return pending + events
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything that must survive a restart, as JSON-ready data; marks the state clean."""
+    def snapshot(self, *, encoded: bool = False) -> dict[str, Any]:
+        """Everything that must survive a restart, as JSON-ready data; marks the state clean.
+
+        `encoded`: incidents come as orjson fragments, cheaper when the result goes straight
+        to orjson.dumps (the hub saves its state several times a second).
+        """
         self._saved = self._changes
-        return dump(self._w)
+        return dump(self._w, encoded=encoded)
 
     @property
     def dirty(self) -> bool:
@@ -281,6 +285,15 @@ class Engine:
     def open_count(self) -> int:
         """How many incidents are open (active or acknowledged)."""
         return sum(1 for rec in self._w.incidents.values() if rec.is_open)
+
+    def open_for(self, subject: str) -> list[str]:
+        """The ids of the open incidents of any rule with this subject."""
+        found = []
+        for rt in self._w.rules.values():
+            subj = rt.subjects.get(subject)
+            if subj is not None and subj.incident is not None and subj.incident.is_open:
+                found.append(subj.incident.id)
+        return found
 
     def open_by_subject(self) -> dict[str, list[str]]:
         """The ids of open incidents by their subject, oldest first, without building views."""

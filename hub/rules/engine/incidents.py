@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import orjson
+
 from hub.rules.events import ActionRecord, Incident
 
 # Detection results kept as evidence per incident; older ones give way to newer ones.
@@ -30,6 +32,7 @@ class IncidentRecord:
     """
 
     __slots__ = (
+        "_encoded",
         "_json",
         "acked_at",
         "acked_by",
@@ -84,11 +87,13 @@ class IncidentRecord:
         self.esc_done = 0
         self.order: tuple[int, ...] = ()
         self._json: dict[str, Any] | None = None
+        self._encoded: orjson.Fragment | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if name != "_json":
+        if name not in ("_json", "_encoded"):
             object.__setattr__(self, "_json", None)
+            object.__setattr__(self, "_encoded", None)
 
     @property
     def is_open(self) -> bool:
@@ -122,16 +127,16 @@ class IncidentRecord:
     def add_action(self, action: ActionRecord) -> None:
         """Record an action the incident asks for."""
         self.actions.append(action)
-        self._json = None
+        self._json = self._encoded = None
 
     def set_action(self, index: int, action: ActionRecord) -> None:
         """Replace an action's record (its status changed)."""
         self.actions[index] = action
-        self._json = None
+        self._json = self._encoded = None
 
     def add_evidence(self, item: dict[str, Any]) -> None:
         """Keep a piece of evidence, dropping the oldest detection beyond the limit."""
-        self._json = None
+        self._json = self._encoded = None
         self.evidence.append(item)
         detections = [i for i, e in enumerate(self.evidence) if e.get("kind") == "detection"]
         if len(detections) > MAX_DETECTION_EVIDENCE:
@@ -147,6 +152,12 @@ class IncidentRecord:
             out["esc_done"] = self.esc_done
             self._json = out
         return self._json
+
+    def encoded(self) -> orjson.Fragment:
+        """`to_json()` already encoded, for orjson (kept until the incident changes)."""
+        if self._encoded is None:
+            self._encoded = orjson.Fragment(orjson.dumps(self.to_json()))
+        return self._encoded
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IncidentRecord:

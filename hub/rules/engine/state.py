@@ -48,8 +48,9 @@ def _key(b: Any) -> str:
     return f"{b.bit}:{b.sensor}" if isinstance(b, SensorBinding) else f"{b.bit}:"
 
 
-def dump(w: World) -> dict[str, Any]:
-    """The world's state as JSON-ready data."""
+def dump(w: World, *, encoded: bool = False) -> dict[str, Any]:
+    """The world's state as JSON-ready data; with `encoded`, incidents are orjson fragments
+    (kept, already encoded, until they change) and only orjson can write the result."""
     rules: dict[str, Any] = {}
     for rid, rt in w.rules.items():
         subjects: dict[str, Any] = {}
@@ -71,7 +72,7 @@ def dump(w: World) -> dict[str, Any]:
         "clock": None if w.clock == NO_CLOCK else w.clock,
         "late": w.late,
         "seen": {sid: [ts, w.values.get(sid)] for sid, ts in w.seen.items()},
-        "incidents": [rec.to_json() for rec in w.incidents.values()],
+        "incidents": [rec.encoded() if encoded else rec.to_json() for rec in w.incidents.values()],
         "rules": rules,
     }
 
