@@ -20,6 +20,7 @@ import pytest
 from hub.actions import ActionDispatcher
 from hub.journal import Journal
 from hub.rules import service as rules_service
+from hub.rules.engine.core import Engine
 from hub.rules.events import ActionRequested
 from hub.rules.service import RuleService
 from tests.helpers import eventually
@@ -231,3 +232,18 @@ async def test_a_rewrite_evaluates_what_to_keep_once_appends_under_way_are_done(
     await first
     await rewrite
     assert log.read() == [{"n": 1}, {"n": 2}]
+
+
+def test_a_state_saved_in_the_first_format_is_still_read() -> None:
+    engine = Engine(rules(FLOOD), INVENTORY)
+    engine.on_readings([r("wl-1", 0.30, 10), r("wl-2", 0.05, 11)])
+    state = orjson.loads(orjson.dumps(engine.snapshot(encoded=True)))
+    old = {
+        **{k: v for k, v in state.items() if k != "values"},
+        "format": 1,
+        "seen": {sid: [ts, state["values"].get(sid)] for sid, ts in state["seen"].items()},
+    }
+    restored = Engine(rules(FLOOD), INVENTORY, old)
+    assert restored.snapshot() == engine.snapshot()
+    # A late reading is still recognised as late: the times came back.
+    assert restored.on_readings([r("wl-2", 0.40, 5)]) == []

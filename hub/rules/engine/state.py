@@ -7,8 +7,8 @@ is what makes a restored engine give the same events as one that never stopped.
 
 Format (JSON):
 
-    {"format": 1, "clock": ns | null, "late": n,
-     "seen": {sensor: [ts, value]},
+    {"format": 2, "clock": ns | null, "late": n,
+     "seen": {sensor: ts}, "values": {sensor: value},
      "incidents": [incident as Incident.to_dict() + esc_base, esc_done],
      "rules": {rule: {"fingerprint": hex, "since": ns | null,
                       "subjects": {subject: {"triggered": bool, "settle": ns | null,
@@ -37,7 +37,7 @@ from hub.rules.engine.world import NO_CLOCK, ORPHAN, SYSTEM_RULES, World
 from hub.rules.events import Event
 from hub.rules.model import RuleSet
 
-FORMAT = 1
+FORMAT = 2
 
 
 class SnapshotError(ValueError):
@@ -71,7 +71,10 @@ def dump(w: World, *, encoded: bool = False) -> dict[str, Any]:
         "format": FORMAT,
         "clock": None if w.clock == NO_CLOCK else w.clock,
         "late": w.late,
-        "seen": {sid: [ts, w.values.get(sid)] for sid, ts in w.seen.items()},
+        # The newest reading's time and value per sensor: the engine's own dicts when they go
+        # straight to orjson (no Python work for thousands of sensors), copies otherwise.
+        "seen": w.seen if encoded else dict(w.seen),
+        "values": w.values if encoded else dict(w.values),
         "incidents": [rec.encoded() if encoded else rec.to_json() for rec in w.incidents.values()],
         "rules": rules,
     }
@@ -127,15 +130,19 @@ def _index(w: World) -> None:
 def _restore(w: World, state: Mapping[str, Any]) -> tuple[list[IncidentRecord], set[str]]:
     """Load `state`; return the open incidents left without a rule or subject, and the ids
     of the rules that start afresh (new, or with changed conditions)."""
-    if state.get("format") != FORMAT:
+    if state.get("format") not in (1, FORMAT):  # 1: "seen" held [ts, value] pairs
         raise SnapshotError(f"snapshot format {state.get('format')!r} is not {FORMAT}")
     clock = state.get("clock")
     w.clock = NO_CLOCK if clock is None else int(clock)
     w.late = int(state.get("late", 0))
-    for sid, (ts, value) in state.get("seen", {}).items():
-        w.seen[sid] = int(ts)
-        if value is not None:
-            w.values[sid] = float(value)
+    if state.get("format") == 1:
+        for sid, (ts, value) in state.get("seen", {}).items():
+            w.seen[sid] = int(ts)
+            if value is not None:
+                w.values[sid] = float(value)
+    else:
+        w.seen.update((sid, int(ts)) for sid, ts in state.get("seen", {}).items())
+        w.values.update((sid, float(v)) for sid, v in state.get("values", {}).items())
     for data in state.get("incidents", []):
         rec = IncidentRecord.from_json(data)
         w.incidents[rec.id] = rec
