@@ -437,7 +437,7 @@ class ActuatorService:
         for job in self.commands_list():
             latest[job.actuator] = job
             if job.action_id:
-                self.report.action_status(job, self.commands_list(), only_if_changed=True)
+                self.report.action_status(job, self._siblings(job), only_if_changed=True)
         for job in latest.values():
             self.report.incident(job, only_if_changed=True)
         for job in self.commands.values():
@@ -445,4 +445,12 @@ class ActuatorService:
                 job.last_sent = None  # resend at once: the broker may not have it
 
     def _after(self, job: J.CommandJob, actor: str) -> None:
-        self.report.changed(job, actor, self.commands_list())
+        self.report.changed(job, actor, self._siblings(job))
+
+    def _siblings(self, job: J.CommandJob) -> list[J.CommandJob]:
+        """The commands of the job's action (the job alone if it has none), oldest first:
+        what its action's status is made of. Not every job sorted on every change."""
+        if job.action_id is None:
+            return [job]
+        found = [j for j in self.commands.values() if j.action_id == job.action_id]
+        return sorted(found, key=lambda j: (j.issued_at, j.command_id))
