@@ -84,6 +84,10 @@ class ActuatorService:
             (f"{self.prefix}/actuators/+/+/state", 1),
         ]
         self.commands: dict[str, J.CommandJob] = {}
+        # The same jobs by actuator and by rule action, oldest first: a new command looks at
+        # its actuator's jobs, not at every job kept.
+        self._by_actuator: dict[str, list[J.CommandJob]] = {}
+        self._by_action: dict[str, list[J.CommandJob]] = {}
         self.states: dict[str, dict[str, Any]] = {}  # actuator -> {"state", "ts", "at"}
         self.journal = Journal(data_dir / "actuators" / "commands.jsonl")
         self._inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=10_000)
@@ -206,8 +210,8 @@ class ActuatorService:
             if not override:
                 issued = [
                     j.issued_at
-                    for j in self.commands.values()
-                    if j.actuator == actuator_id and j.state != "rejected" and not j.override
+                    for j in self._by_actuator.get(actuator_id, ())
+                    if j.state != "rejected" and not j.override
                 ]
                 refused = rate_limited(self.config.rate_limit, issued, now) or interlock(
                     self.config.interlocks, actuator, command, self._incidents_at(actuator)
@@ -225,11 +229,10 @@ class ActuatorService:
                 # after a newer `open` would undo it.
                 changed += [
                     old
-                    for old in self.commands.values()
-                    if old.actuator == actuator_id
-                    and J.move(old, "expired", now, f"superseded by {cid}")
+                    for old in self._by_actuator.get(actuator_id, ())
+                    if J.move(old, "expired", now, f"superseded by {cid}")
                 ]
-            self.commands[cid] = job
+            self._keep(job)
             await self._persist(changed, sync=not from_rule)
         self.report.created(job)
         for old in changed[1:]:
@@ -397,7 +400,7 @@ class ActuatorService:
         for record in self.journal.read():
             if "job" in record:
                 job = J.CommandJob.from_dict(record["job"])
-                self.commands[job.command_id] = job
+                self._keep(job)
             elif "state" in record:
                 state = dict(record["state"])
                 self.states[str(state.pop("actuator"))] = state
@@ -421,11 +424,10 @@ class ActuatorService:
     async def _compact(self) -> None:
         async with self._lock:
             keep_after = self.clock() - int(self.config.keep_finished * J.S)
-            self.commands = {
-                cid: j
-                for cid, j in self.commands.items()
-                if not j.final or j.updated_at > keep_after
-            }
+            kept = [j for j in self.commands.values() if not j.final or j.updated_at > keep_after]
+            self.commands, self._by_actuator, self._by_action = {}, {}, {}
+            for job in kept:
+                self._keep(job)
             records = [{"state": {"actuator": a, **s}} for a, s in self.states.items()]
             records += [{"job": j.to_dict()} for j in self.commands_list()]
             await self.journal.rewrite(records)
@@ -447,10 +449,26 @@ class ActuatorService:
     def _after(self, job: J.CommandJob, actor: str) -> None:
         self.report.changed(job, actor, self._siblings(job))
 
+    def _keep(self, job: J.CommandJob) -> None:
+        """Keep a job (new, or read back from the journal, which holds them oldest first)."""
+        known = self.commands.get(job.command_id)
+        self.commands[job.command_id] = job
+        if known is not None:  # a later record of the same job: the index holds the old one
+            for index in (
+                self._by_actuator.get(job.actuator, []),
+                self._by_action.get(job.action_id or "", []),
+            ):
+                index[:] = [job if j.command_id == job.command_id else j for j in index]
+            return
+        self._by_actuator.setdefault(job.actuator, []).append(job)
+        if job.action_id is not None:
+            self._by_action.setdefault(job.action_id, []).append(job)
+
     def _siblings(self, job: J.CommandJob) -> list[J.CommandJob]:
         """The commands of the job's action (the job alone if it has none), oldest first:
-        what its action's status is made of. Not every job sorted on every change."""
+        what its action's status is made of."""
         if job.action_id is None:
             return [job]
-        found = [j for j in self.commands.values() if j.action_id == job.action_id]
-        return sorted(found, key=lambda j: (j.issued_at, j.command_id))
+        return sorted(
+            self._by_action.get(job.action_id, [job]), key=lambda j: (j.issued_at, j.command_id)
+        )

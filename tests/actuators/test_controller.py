@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -213,3 +214,21 @@ async def test_a_rules_command_is_durable_before_its_reading_is_acknowledged(
     (job,) = hub.actuators.commands_list()
     assert job.action_id, "not a rule's command"
     assert unsynced_at_ack == [False] * len(unsynced_at_ack)
+
+
+async def test_a_command_restored_after_a_restart_is_superseded_by_a_newer_one(
+    make_hub: Any, controller: Controller
+) -> None:
+    controller.behaviour = "never"
+    async with make_hub() as first_hub:
+        await first_hub.mqtt.wait_connected(10)
+        first = await command(first_hub, "close")
+        await eventually(lambda: controller.received.get(first), "the command at the barrier")
+    controller.behaviour = "normal"
+    async with make_hub() as hub:  # the same data folder: the journal is read back
+        await hub.mqtt.wait_connected(10)
+        assert hub.actuators.commands[first].state not in ("expired", "done")
+        second = await command(hub, "open")
+        await state_of(hub, second, "done")
+        assert hub.actuators.commands[first].state == "expired"
+        assert hub.actuators.commands[first].detail == f"superseded by {second}"
