@@ -55,6 +55,12 @@ def sensors(mosquitto: LocalMosquitto, prefix: str, uid: str) -> Iterator[Peer]:
 
 
 @pytest.fixture
+def rules_text() -> str | None:
+    """The hub's rule file; None keeps the room's flood rule. A test module may override it."""
+    return None
+
+
+@pytest.fixture
 async def api(
     tmp_path: Path,
     mosquitto: LocalMosquitto,
@@ -62,9 +68,12 @@ async def api(
     prefix: str,
     database: str,
     uid: str,
+    rules_text: str | None,
 ) -> AsyncIterator[Api]:
     listen = f"127.0.0.1:{free_port()}"
     path = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
+    if rules_text is not None:
+        (tmp_path / "rules" / "flood.yaml").write_text(rules_text)
     config = load_config(path)
     async with running(config, load_inventory(config.inventory)) as hub:
         await hub.mqtt.wait_connected(10)

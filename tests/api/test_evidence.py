@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import cv2
 import numpy as np
 import pytest
 from yarl import URL
 
-from hub.app import running
-from hub.config import load_config
-from hub.inventory import load_inventory
-from hub.services import LocalInflux, LocalMosquitto, free_port
+from hub.services import LocalMosquitto
 from tests.api.conftest import Api
-from tests.api.support import OPERATOR, VIEWER, hub_config
+from tests.api.support import OPERATOR, VIEWER
 from tests.helpers import Peer, eventually
 
 pytestmark = pytest.mark.integration
@@ -62,23 +58,9 @@ def peer(mosquitto: LocalMosquitto, uid: str) -> Iterator[Peer]:
 
 
 @pytest.fixture
-async def api(
-    tmp_path: Path,
-    mosquitto: LocalMosquitto,
-    influx: LocalInflux,
-    prefix: str,
-    database: str,
-    uid: str,
-) -> AsyncIterator[Api]:
-    """The room's hub, with a flood rule that asks the camera at the underpass."""
-    listen = f"127.0.0.1:{free_port()}"
-    path = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
-    (tmp_path / "rules" / "flood.yaml").write_text(FLOOD)
-    config = load_config(path)
-    async with running(config, load_inventory(config.inventory)) as hub:
-        await hub.mqtt.wait_connected(10)
-        async with aiohttp.ClientSession() as session:
-            yield Api(hub, f"http://{listen}", session)
+def rules_text() -> str:
+    """The room's flood rule, also asking the underpass's camera to look."""
+    return FLOOD
 
 
 async def raw_get(api: Api, path: str, token: str | None = VIEWER) -> tuple[int, str, bytes]:

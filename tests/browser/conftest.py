@@ -38,6 +38,12 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
+def rules_text() -> str | None:
+    """The hub's rule file; None keeps the room's flood rule. A test module may override it."""
+    return None
+
+
+@pytest.fixture
 def hub_process(
     tmp_path: Path,
     mosquitto: LocalMosquitto,
@@ -46,11 +52,13 @@ def hub_process(
     database: str,
     uid: str,
     hub_processes: Callable[[Path], HubProcess],
+    rules_text: str | None,
 ) -> HubProcess:
     listen = f"127.0.0.1:{free_port()}"
-    hub = hub_processes(
-        hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
-    )
+    config = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
+    if rules_text is not None:
+        (tmp_path / "rules" / "flood.yaml").write_text(rules_text)
+    hub = hub_processes(config)
     hub.start()
     return hub
 

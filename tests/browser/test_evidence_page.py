@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.api.support import VIEWER, hub_config
+from tests.api.support import VIEWER
 from tests.api.test_evidence import DAY, FLOOD, jpeg
 from tests.browser.conftest import Room
-from tests.helpers import HubProcess, Peer
+from tests.helpers import Peer
 
 pytestmark = pytest.mark.integration
 
@@ -28,22 +27,9 @@ LOADED = """(selector) => {
 
 
 @pytest.fixture
-def hub_process(
-    tmp_path: Path,
-    mosquitto: LocalMosquitto,
-    influx: LocalInflux,
-    prefix: str,
-    database: str,
-    uid: str,
-    hub_processes: Callable[[Path], HubProcess],
-) -> HubProcess:
-    """The room's hub, with a flood rule that asks the camera at the underpass."""
-    listen = f"127.0.0.1:{free_port()}"
-    config = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
-    (tmp_path / "rules" / "flood.yaml").write_text(FLOOD)
-    hub = hub_processes(config)
-    hub.start()
-    return hub
+def rules_text() -> str:
+    """The room's flood rule, also asking the underpass's camera to look."""
+    return FLOOD
 
 
 def loaded(page: Page, selector: str) -> None:
