@@ -31,6 +31,8 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
+from hub.mqtt.codec import encode, encode_publish
+from hub.mqtt.packets import Connect
 from hub.services import LocalInflux, LocalMosquitto, free_port
 
 PREFIX = "hub"
@@ -46,32 +48,6 @@ rules:
     actions:
       - actuate: {actuators: site, kind: barrier, command: close}
 """
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def connect_packet(client_id: str) -> bytes:
-    """An MQTT 3.1.1 CONNECT with a clean session."""
-    body = _utf8("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _utf8(client_id)
-    return b"\x10" + _varint(len(body)) + body
-
-
-def publish_packet(topic: str, payload: bytes) -> bytes:
-    """A QoS 0 PUBLISH."""
-    body = _utf8(topic) + payload
-    return b"\x30" + _varint(len(body)) + body
 
 
 def _point(feature: str, lon: float, lat: float, **props: object) -> dict[str, object]:
@@ -111,8 +87,8 @@ def inventory(background: int, underpasses: int) -> dict[str, object]:
 def background_load(port: int, rate: int, sensors: int, stop: multiprocessing.Event) -> None:  # type: ignore[valid-type]
     """Publish `rate` readings/s (QoS 0), paced every 10 ms, until `stop` is set."""
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(connect_packet(f"bench-load-{rate}"))
-        sock.recv(4)
+        sock.sendall(encode(Connect(keepalive=60, client_id=f"bench-load-{rate}")))
+        sock.recv(64)  # CONNACK
         sent, start, n = 0, time.monotonic(), 0
         while not stop.is_set():  # type: ignore[attr-defined]
             due = int((time.monotonic() - start) * rate)
@@ -121,7 +97,7 @@ def background_load(port: int, rate: int, sensors: int, stop: multiprocessing.Ev
             while sent < due:
                 topic = f"{PREFIX}/sensors/bench/bg{n % sensors}"
                 payload = b'{"value":0.05,"ts":%.6f}' % now
-                parts.append(publish_packet(topic, payload))
+                parts.append(encode_publish(topic, payload))
                 sent += 1
                 n += 1
             if parts:

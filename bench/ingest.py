@@ -22,37 +22,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hub.mqtt.codec import encode, encode_publish
+from hub.mqtt.packets import Connect
 from hub.services import LocalInflux, LocalMosquitto, free_port
 
 REGION = "bench"
 PREFIX = "hub"
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def connect_packet(client_id: str, version: int = 4) -> bytes:
-    props = b"\x00" if version == 5 else b""  # MQTT 5: an empty property block
-    body = (
-        _utf8("MQTT") + bytes([version, 0x02]) + (60).to_bytes(2, "big") + props + _utf8(client_id)
-    )
-    return b"\x10" + _varint(len(body)) + body
-
-
-def publish_packet(topic: str, payload: bytes) -> bytes:
-    body = _utf8(topic) + payload
-    return b"\x30" + _varint(len(body)) + body
 
 
 def single_stream(count: int, sensors: int, base: float) -> bytes:
@@ -61,7 +36,7 @@ def single_stream(count: int, sensors: int, base: float) -> bytes:
     for i in range(count):
         sensor = f"s{i % sensors}"
         payload = b'{"value": %.3f, "ts": %.6f}' % (i % 1000 / 100, base + i / 1e6)
-        parts.append(publish_packet(f"{PREFIX}/sensors/{REGION}/{sensor}", payload))
+        parts.append(encode_publish(f"{PREFIX}/sensors/{REGION}/{sensor}", payload))
     return b"".join(parts)
 
 
@@ -76,7 +51,7 @@ def gateway_stream(messages: int, per: int, sensors: int, base: float) -> bytes:
             )
             n += 1
         parts.append(
-            publish_packet(
+            encode_publish(
                 f"{PREFIX}/gateways/{REGION}/gw{m % 50}",
                 json.dumps({"readings": readings}).encode(),
             )
@@ -86,8 +61,8 @@ def gateway_stream(messages: int, per: int, sensors: int, base: float) -> bytes:
 
 def send(port: int, blob: bytes) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(connect_packet(f"bench-pub-{os.getpid()}"))
-        sock.recv(4)  # CONNACK
+        sock.sendall(encode(Connect(keepalive=60, client_id=f"bench-pub-{os.getpid()}")))
+        sock.recv(64)  # CONNACK
         sock.sendall(blob)
         sock.sendall(b"\xe0\x00")  # DISCONNECT: the broker has every message once it reads this
         sock.settimeout(30)
