@@ -191,13 +191,18 @@ class Hub:
         the batch is queued after what the first slice woke (the rules' dispatch) and ahead of
         anything read later, so the order of messages is kept.
         """
-        if len(messages) <= ROUTE_SLICE:
-            self._route_now(messages)
+        self._route_from(messages, 0)
+
+    def _route_from(self, messages: list[Message], start: int) -> None:
+        end = start + ROUTE_SLICE
+        if start == 0 and len(messages) <= end:
+            self._route_now(messages)  # the usual batch: no copy
             return
         try:
-            self._route_now(messages[:ROUTE_SLICE])
+            self._route_now(messages[start:end])
         finally:
-            asyncio.get_running_loop().call_soon(self._route, messages[ROUTE_SLICE:])
+            if end < len(messages):
+                asyncio.get_running_loop().call_soon(self._route_from, messages, end)
 
     def _route_now(self, messages: list[Message]) -> None:
         """Ingest takes the stream; messages on a component's topics go to the component."""

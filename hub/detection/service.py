@@ -48,11 +48,8 @@ _SNAPSHOT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/p
 @dataclass(slots=True)
 class _Pending:
     job: Job
+    asked_at: float  # when it was first sent
     sent_at: float  # the last time it was sent
-    asked_at: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.asked_at = self.sent_at
 
 
 @dataclass(slots=True)
@@ -141,7 +138,8 @@ class DetectionService:
             return []
         self._actions[action_id] = _Action(action_id, rule, {j.job_id for j in jobs})
         for job in jobs:
-            self._pending[job.job_id] = _Pending(job, self.clock())
+            now = self.clock()
+            self._pending[job.job_id] = _Pending(job, now, now)
         metrics.DETECT_JOBS.inc(len(jobs))
         metrics.DETECT_PENDING.set(len(self._pending))
         self.audit.record(

@@ -332,12 +332,11 @@ class RuleService:
             return
         for event in events:
             metrics.RULE_EVENTS.labels(event.name).inc()
-            data = event_to_dict(event)
             if isinstance(event, ActionRequested) and event.action_id in self._replayed:
                 self._replayed.discard(event.action_id)  # asked for (and queued) already
                 continue
             self._seq += 1
-            self._outbox.append((self._seq, data))
+            self._outbox.append((self._seq, event_to_dict(event)))
         if not replayed:
             self._needs_state = self._seq
         self._outbox_saved = False
