@@ -91,7 +91,14 @@ class Journal:
         os.fdatasync(out.fileno())  # the earlier unsynced records with it
         self._unsynced = False
 
-    def _write_unsynced(self, data: bytes) -> IO[bytes]:
+    async def open(self) -> None:
+        """Open (or create) the file in a thread, so that the first unsynced append, made on
+        the event loop, does not wait for the folder's fsync."""
+        async with self._lock:
+            if self._out is None:
+                await asyncio.to_thread(self._open)
+
+    def _open(self) -> IO[bytes]:
         if self._out is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
@@ -102,9 +109,13 @@ class Journal:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        self._out.write(data)
-        self._out.flush()
         return self._out
+
+    def _write_unsynced(self, data: bytes) -> IO[bytes]:
+        out = self._open()
+        out.write(data)
+        out.flush()
+        return out
 
     async def rewrite(
         self, records: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]

@@ -128,6 +128,7 @@ class ActuatorService:
 
     async def run(self) -> None:
         """Handle acks and states, and the clock: resends, timeouts, expiry, escalation."""
+        await self.journal.open()
         await self._reconcile()
         while True:
             timeout = max(0.0, min(1.0, (self._next_due() - self.clock()) / J.S))

@@ -352,6 +352,7 @@ class RuleService:
 
     async def dispatch_forever(self) -> None:
         """Make events durable, then hand each on; remove it once handed on."""
+        await self._journal.open()
         while True:
             if self._republish:
                 self._republish = False
