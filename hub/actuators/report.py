@@ -108,7 +108,7 @@ class Reporter:
             state=item.state,
         )
 
-    def changed(self, job: CommandJob, actor: str, every: list[CommandJob]) -> None:
+    def changed(self, job: CommandJob, actor: str, siblings: list[CommandJob]) -> None:
         """The job changed state: store it, audit it, and tell the incidents."""
         ts = max(self.clock(), self._last_ns + 1)  # equal tags and time would overwrite
         self._last_ns = ts
@@ -134,15 +134,14 @@ class Reporter:
             status=job.state,
         )
         if job.action_id and job.state in _SHOWN:
-            self.action_status(job, every)
+            self.action_status(job, siblings)
         self.incident(job)
 
     def action_status(
-        self, job: CommandJob, every: list[CommandJob], *, only_if_changed: bool = False
+        self, job: CommandJob, siblings: list[CommandJob], *, only_if_changed: bool = False
     ) -> None:
-        """The rule's action shows the status of its commands."""
+        """The rule's action shows the status of its commands (`siblings`, oldest first)."""
         assert job.action_id is not None
-        siblings = [j for j in every if j.action_id == job.action_id]
         status, detail = action_status(siblings)
         if only_if_changed:
             incident = self.rules.engine.incident(job.action_id.rpartition(".")[0])
