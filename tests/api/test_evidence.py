@@ -16,6 +16,7 @@ import pytest
 from yarl import URL
 
 from hub.services import LocalMosquitto
+from tests.api import support
 from tests.api.conftest import Api
 from tests.api.support import OPERATOR, VIEWER
 from tests.helpers import Peer, eventually
@@ -23,18 +24,10 @@ from tests.helpers import Peer, eventually
 pytestmark = pytest.mark.integration
 
 # The flood rule of the room's tests, also asking the underpass's camera to look.
-FLOOD = """
-rules:
-  - id: underpass-flood
-    title: "Flooding at {site_name}"
-    severity: severe
-    sensors: [wl-1]
-    trigger: {above: 15 cm, for: 1s}
-    clear: {below: 10 cm, for: 1s}
-    actions:
-      - detect: {cameras: site, classes: [person]}
-      - notify: {channels: [situation-room]}
-"""
+FLOOD = support.FLOOD.replace(
+    "    actions:\n", "    actions:\n      - detect: {cameras: site, classes: [person]}\n"
+)
+assert "detect:" in FLOOD
 DAY = "2026-07-14"
 
 
