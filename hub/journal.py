@@ -40,8 +40,19 @@ class Journal:
         self.path = path
         self.records = 0
         self._out: IO[bytes] | None = None
+        # Appends take `_lock`, so that records reach the file in order. A sync of what is
+        # written already takes only `_sync_lock`: an unsynced append (a barrier's command on
+        # its way out) does not wait for someone else's fdatasync. Replacing or closing the
+        # file takes both.
         self._lock = asyncio.Lock()
-        self._unsynced = False  # records written but not yet fdatasynced
+        self._sync_lock = asyncio.Lock()
+        self._written = 0  # unsynced appends made so far
+        self._synced = 0  # how many of them are known to be durable
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether records were written that are not yet fdatasynced."""
+        return self._written > self._synced
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete record, oldest first (blocking; at start)."""
@@ -73,23 +84,25 @@ class Journal:
             return
         async with self._lock:
             if sync:
+                before = self._written
                 await _uncancelled(self._write, data)
+                self._synced = max(self._synced, before)  # the earlier records went with it
             else:
                 self._write_unsynced(data)
-                self._unsynced = True
+                self._written += 1
             self.records += data.count(b"\n")
 
     async def sync(self) -> None:
         """Make every record appended so far durable; nothing to do if they are."""
-        async with self._lock:
-            if self._unsynced and self._out is not None:
+        async with self._sync_lock:
+            target = self._written
+            if target > self._synced and self._out is not None:
                 await _uncancelled(os.fdatasync, self._out.fileno())
-            self._unsynced = False
+                self._synced = max(self._synced, target)
 
     def _write(self, data: bytes) -> None:
         out = self._write_unsynced(data)
-        os.fdatasync(out.fileno())  # the earlier unsynced records with it
-        self._unsynced = False
+        os.fdatasync(out.fileno())
 
     async def open(self) -> None:
         """Open (or create) the file in a thread, so that the first unsynced append, made on
@@ -125,10 +138,12 @@ class Journal:
         A callable is called once no append is under way, so that what it returns includes
         every record appended before the rewrite.
         """
-        async with self._lock:
+        async with self._sync_lock, self._lock:
             kept = records() if callable(records) else records
             data = b"".join(orjson.dumps(r) + b"\n" for r in kept)
+            written = self._written
             await _uncancelled(self._replace, data)
+            self._synced = max(self._synced, written)
             self.records = len(kept)
 
     def _replace(self, data: bytes) -> None:
@@ -136,14 +151,14 @@ class Journal:
             self._out.close()
             self._out = None
         write_atomic(self.path, data)
-        self._unsynced = False
 
     async def aclose(self) -> None:
         """Close the file once a write under way is done, and what was written is durable."""
-        async with self._lock:
+        async with self._sync_lock, self._lock:
             if self._out is not None:
-                if self._unsynced:
+                if self.unsynced:
+                    written = self._written
                     await _uncancelled(os.fdatasync, self._out.fileno())
-                    self._unsynced = False
+                    self._synced = max(self._synced, written)
                 self._out.close()
                 self._out = None

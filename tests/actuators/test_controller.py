@@ -200,7 +200,7 @@ async def test_a_rules_command_is_durable_before_its_reading_is_acknowledged(
     ack = hub.rules._ack
 
     def watched(token: object) -> None:
-        unsynced_at_ack.append(hub.actuators.journal._unsynced)
+        unsynced_at_ack.append(hub.actuators.journal.unsynced)
         ack(token)
 
     hub.rules._ack = watched

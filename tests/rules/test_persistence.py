@@ -212,11 +212,25 @@ async def test_journal_records_survive_a_reopen_and_sync_makes_them_durable(
     path = tmp_path / "j.jsonl"
     log = Journal(path)
     await log.append([{"a": 1}, {"b": 2}], sync=sync)
-    assert log._unsynced is not sync
+    assert log.unsynced is not sync
     await log.sync()
-    assert not log._unsynced
+    assert not log.unsynced
     path.write_bytes(path.read_bytes() + b'{"torn": ')  # a crash in the middle of a write
     assert Journal(path).read() == [{"a": 1}, {"b": 2}]
+
+
+async def test_an_unsynced_append_does_not_wait_for_a_sync_under_way(tmp_path: Path) -> None:
+    log = Journal(tmp_path / "j.jsonl")
+    await log.append([{"n": 1}], sync=False)
+    syncing = asyncio.create_task(log.sync())
+    await asyncio.sleep(0)  # one step: the sync's fdatasync runs in a thread
+    await log.append([{"n": 2}], sync=False)  # a barrier's command on its way out
+    assert not syncing.done()
+    await syncing
+    assert log.unsynced  # the sync covered the first record only
+    await log.sync()
+    assert not log.unsynced
+    assert log.read() == [{"n": 1}, {"n": 2}]
 
 
 async def test_a_rewrite_evaluates_what_to_keep_once_appends_under_way_are_done(
