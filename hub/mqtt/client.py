@@ -232,6 +232,17 @@ class MqttClient:
             raise ValueError(f"QoS must be 0 or 1, not {qos}")
         await self._outbox.put(topic, payload, retain)
 
+    def publish_nowait(
+        self, topic: str, payload: bytes, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """A QoS 1 `publish` that does not wait: the message is written before this returns
+        (connected, with room in the broker's window), and the future settles on its PUBACK.
+        Raises what `publish` would raise before sending."""
+        _check_topic(topic)
+        if self._stopping.is_set():
+            raise MqttError("the MQTT client is stopped")
+        return self._outbox.put_nowait(topic, payload, retain)
+
     def ack(self, messages: Iterable[Message]) -> int:
         """Acknowledge received QoS 1 messages in one write; returns how many PUBACKs were sent.
 

@@ -15,6 +15,43 @@ from hub.mqtt.packets import PubAck
 log = logging.getLogger("hub.mqtt")
 
 
+class Slots:
+    """A counting semaphore that can also be taken without waiting, first come first served."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        """Take a slot if one is free and nobody waits for one before us."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Take a slot, waiting in line for one."""
+        if self.try_take():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot as we were cancelled: the next in line gets it
+            raise
+
+    def give(self) -> None:
+        """Return a slot: to the first in line that still waits, else to the pool."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 @dataclass(slots=True)
 class _Outgoing:
     topic: str
@@ -38,7 +75,7 @@ class Outbox:
         self.idle.set()
         self._inflight: dict[int, _Outgoing] = {}
         self._reserved: set[int] = set()
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = Slots(limit)
         self._next_id = 1
 
     def __len__(self) -> int:
@@ -46,13 +83,25 @@ class Outbox:
 
     async def put(self, topic: str, payload: bytes, retain: bool) -> None:
         """Hold a message until acked, send it when the window allows, wait for the PUBACK."""
-        await self._slots.acquire()
+        await self._slots.take()
+        await self._hold(topic, payload, retain)
+
+    def put_nowait(self, topic: str, payload: bytes, retain: bool) -> asyncio.Future[None]:
+        """`put` without waiting: the message is held (and written, if the window allows)
+        before this returns, unless the outbox is full, when a task waits for room in line.
+        The future settles on the PUBACK; cancelling it does not withdraw the message."""
+        if self._slots.try_take():
+            return self._hold(topic, payload, retain)
+        return asyncio.ensure_future(self.put(topic, payload, retain))
+
+    def _hold(self, topic: str, payload: bytes, retain: bool) -> asyncio.Future[None]:
+        """Hold a message for which a slot was taken; the future settles on its PUBACK."""
         try:
             packet_id = self.new_packet_id()
             packet = encode_publish(topic, payload, qos=1, retain=retain, packet_id=packet_id)
             self.check_size(packet)
         except BaseException:
-            self._slots.release()
+            self._slots.give()
             raise
         future = asyncio.get_running_loop().create_future()
         self._inflight[packet_id] = _Outgoing(topic, packet, future)
@@ -61,7 +110,7 @@ class Outbox:
         if self.conn is not None:
             self.conn.queue.append(packet_id)
             self.pump(self.conn)
-        await future
+        return future
 
     def attach(self, conn: Connection) -> None:
         """Send on a newly accepted connection, starting with everything in flight, in order."""
@@ -98,7 +147,7 @@ class Outbox:
             log.debug("MQTT PUBACK for unknown packet id %d", puback.packet_id)
             return
         conn.sent = max(0, conn.sent - 1)
-        self._slots.release()
+        self._slots.give()
         if not entry.future.done():
             if puback.reason_code >= 0x80:
                 entry.future.set_exception(MqttPublishError(entry.topic, puback.reason_code))
@@ -113,7 +162,7 @@ class Outbox:
         for entry in self._inflight.values():
             if not entry.future.done():
                 entry.future.set_exception(exc)
-            self._slots.release()
+            self._slots.give()
         self._inflight.clear()
         self.idle.set()
 

@@ -25,6 +25,7 @@ from hub.mqtt import (
     Subscribe,
     encode,
 )
+from hub.mqtt.outbox import Slots
 from tests.helpers import eventually
 from tests.mqtt.support import Inbox, StartClient
 
@@ -192,3 +193,50 @@ async def test_garbage_from_the_broker_ends_the_connection_and_we_come_back(
         await peer.receive()
     peer = await broker.next()
     await peer.handshake()
+
+
+async def test_publish_nowait_writes_before_it_returns_and_waits_in_line_when_full(
+    start_client: StartClient, broker: ScriptedBroker
+) -> None:
+    client = start_client(
+        f"mqtt://127.0.0.1:{broker.port}", client_id="scripted", max_inflight_out=2
+    )
+    peer = await broker.next()
+    assert isinstance(await peer.receive(), Connect)
+    peer.send(ConnAck())
+    await client.wait_connected(10)
+    first = client.publish_nowait("t/x", b"0")
+    # Written without a turn of the loop: in the transport's buffer or on the wire already.
+    (held,) = client._outbox._inflight.values()
+    assert held.sent
+    second = client.publish_nowait("t/x", b"1")
+    third = client.publish_nowait("t/x", b"2")  # no room: waits in line
+    later = asyncio.create_task(client.publish("t/x", b"3", qos=1))
+    one, two = await peer.receive_message(), await peer.receive_message()
+    assert [one.payload, two.payload] == [b"0", b"1"]
+    assert not first.done()
+    peer.send(PubAck(one.packet_id))
+    three = await peer.receive_message()
+    peer.send(PubAck(two.packet_id), PubAck(three.packet_id))
+    four = await peer.receive_message()
+    assert [three.payload, four.payload] == [b"2", b"3"]  # in the order they were published
+    peer.send(PubAck(four.packet_id))
+    async with asyncio.timeout(10):
+        await asyncio.gather(first, second, third, later)
+
+
+async def test_slots_go_in_line_and_a_cancelled_waiter_passes_its_slot_on() -> None:
+    slots = Slots(1)
+    assert slots.try_take()
+    first = asyncio.create_task(slots.take())
+    second = asyncio.create_task(slots.take())
+    await asyncio.sleep(0)  # both wait, in that order
+    assert not slots.try_take()  # nobody jumps the line
+    slots.give()  # handed to the first...
+    first.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    async with asyncio.timeout(10):
+        await second  # the slot went on to the next in line
+    slots.give()
+    assert slots.try_take()
