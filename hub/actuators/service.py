@@ -46,9 +46,9 @@ PUBLISH_TIMEOUT = 2.0
 
 
 class Mqtt(Protocol):
-    async def publish(
-        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False
-    ) -> None: ...
+    def publish_nowait(
+        self, topic: str, payload: bytes, retain: bool = False
+    ) -> asyncio.Future[None]: ...
     def ack(self, messages: list[Message]) -> int: ...
 
 
@@ -93,6 +93,7 @@ class ActuatorService:
         self._inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=10_000)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._sending: dict[str, asyncio.Task[None]] = {}  # command id -> waiting for PUBACK
         self._ns = {
             "ack_timeout": int(config.ack_timeout * J.S),
             "resend_every": int(config.resend_every * J.S),
@@ -143,7 +144,11 @@ class ActuatorService:
             await self._on_clock()
 
     async def close(self) -> None:
-        """Nothing is buffered: every change is durable before it is acted on."""
+        """Nothing is buffered: every change is durable before it is acted on. A command the
+        broker has not acknowledged yet is sent again after the restart."""
+        for task in list(self._sending.values()):
+            task.cancel()
+        await asyncio.gather(*self._sending.values(), return_exceptions=True)
         await self.journal.aclose()
 
     # -- making commands ----------------------------------------------------------------------
@@ -235,12 +240,12 @@ class ActuatorService:
                 ]
             self._keep(job)
             await self._persist(changed, sync=not from_rule)
+        if job.state == "queued":
+            self._send(job)  # out first: what follows is bookkeeping
         self.report.created(job)
         for old in changed[1:]:
             self._after(old, "hub")
         self._after(job, actor)
-        if job.state == "queued":
-            await self._send(job)
         return job
 
     async def confirm(
@@ -260,10 +265,10 @@ class ActuatorService:
             else:
                 J.move(job, "rejected", now, f"refused by {actor}")
             await self._persist([job])
+        if job.state == "queued":
+            self._send(job)
         self.report.confirmation(job, actor, approve)
         self._after(job, actor)
-        if job.state == "queued":
-            await self._send(job)
         return job
 
     def _interlock_again(self, job: J.CommandJob, now: int) -> None:
@@ -275,7 +280,13 @@ class ActuatorService:
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def _send(self, job: J.CommandJob) -> None:
+    def _send(self, job: J.CommandJob) -> None:
+        """Write the command now; a task notes it sent once the broker has it (PUBACK).
+
+        Nothing waits for the broker here, so that a site's second barrier, and the events
+        behind a command, do not wait for the first command's round trip."""
+        if job.command_id in self._sending:
+            return  # on its way: the broker has not answered yet
         payload = {
             "command_id": job.command_id,
             "action": job.action,
@@ -286,8 +297,22 @@ class ActuatorService:
         }
         topic = f"{self.prefix}/actuators/{job.region}/{job.actuator}/command"
         try:
+            taken = self.mqtt.publish_nowait(topic, orjson.dumps(payload))
+        except MqttError as exc:
+            log.warning("actuators: command %s not sent: %r", job.command_id, exc)
+            job.last_sent = self.clock()
+            return
+        # Read here too, so that an answer that comes after the wait below gave up is not
+        # reported as never retrieved.
+        taken.add_done_callback(lambda f: f.cancelled() or f.exception())
+        task = asyncio.create_task(self._taken(job, taken), name=f"sent-{job.command_id}")
+        self._sending[job.command_id] = task
+        task.add_done_callback(lambda _: self._sending.pop(job.command_id, None))
+
+    async def _taken(self, job: J.CommandJob, taken: asyncio.Future[None]) -> None:
+        try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self.mqtt.publish(topic, orjson.dumps(payload), qos=1)
+                await asyncio.shield(taken)
         except (TimeoutError, MqttError) as exc:
             # The client keeps a QoS 1 message it could not hand over yet; the clock resends.
             log.warning(
@@ -369,12 +394,10 @@ class ActuatorService:
                 if send:
                     sends.append(job)
             await self._persist(changed)
+        for job in sends:
+            self._send(job)
         for job in changed:
             self._after(job, "hub")
-        if sends:
-            async with asyncio.TaskGroup() as tg:
-                for job in sends:
-                    tg.create_task(self._send(job), name=f"send-{job.command_id}")
         self._escalate()
         if self.journal.records > self.config.compact_after:
             await self._compact()

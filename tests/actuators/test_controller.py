@@ -4,7 +4,10 @@ with the right incident, and no command is executed twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import time
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 
 from hub.app import Hub
 from hub.rules.events import ActionRequested, Incident
+from hub.services import LocalMosquitto
 from tests.actuators.controller import Controller
 from tests.helpers import Peer, aquery, eventually
 
@@ -67,6 +71,25 @@ async def test_a_reading_closes_the_barrier_and_clearing_opens_it(
     executed_once(controller)
     assert len(controller.executed) == 2
     assert not system_incidents(hub)
+
+
+async def test_a_command_is_written_without_waiting_for_the_brokers_answer(
+    hub: Hub, controller: Controller, mosquitto: LocalMosquitto
+) -> None:
+    """A stalled broker holds up neither the rules' events behind a command nor a site's next
+    barrier: `submit` returns once the command is written, and the command is sent (PUBACK)
+    and done once the broker answers."""
+    assert mosquitto.proc is not None
+    os.kill(mosquitto.proc.pid, signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(1):  # the wait for the broker's PUBACK gives up after 2 s
+            cid = await command(hub)
+        assert hub.actuators.commands[cid].state == "queued"
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+    await state_of(hub, cid, "done")
+    assert hub.actuators.commands[cid].sends == 1
+    executed_once(controller)
 
 
 def _action(hub: Hub, action_id: str) -> ActionRequested:
