@@ -120,7 +120,7 @@ def drive(
     events = eng.tick(t)  # a live hub and a replay both start watching at the start
     for i, op in enumerate(ops):
         if check_snapshots:
-            # Incidents keep their snapshot form until they change: it must never be stale.
+            # Incidents and subjects keep their encoded form until they change: never stale.
             kept = json.dumps(eng.snapshot(), sort_keys=True)
             encoded = json.dumps(
                 json.loads(orjson.dumps(eng.snapshot(encoded=True))), sort_keys=True

@@ -69,6 +69,7 @@ class HeldBinding(SensorBinding):
 
     def apply(self, eng: Host, ok: bool, ts: int, prev: int | None) -> None:
         """Take the outcome of the test on a reading at `ts` (prev: the previous reading)."""
+        self.subject.touch()
         if not ok:
             if self.raw:
                 d_held = -1 if self.held else 0
@@ -104,6 +105,7 @@ class HeldBinding(SensorBinding):
         if last is None or last < deadline - self.stale:
             return  # the next reading decides, and restarts the `for:` after the gap
         self.held = True
+        self.subject.touch()
         self.subject.update(self.bit, 0, 1, deadline)
 
     def pending(self) -> int | None:
@@ -183,6 +185,7 @@ class RateBinding(HeldBinding):
                 tss.pop()
         tss.append(ts)
         vals.append(value)
+        self.subject.touch()  # the window is saved too
         if self.held if ok else not self.raw:
             return
         self.apply(eng, ok, ts, prev)
@@ -236,11 +239,13 @@ class MissingBinding(SensorBinding):
             return
         self.raw = self.held = True
         eng.missing_held.setdefault(self.sensor, []).append(self)
+        self.subject.touch()
         self.subject.update(self.bit, 1, 1, due)
 
     def seen_again(self, eng: Host, ts: int) -> None:
         """A reading came after the sensor was missing."""
         self.raw = self.held = False
+        self.subject.touch()
         self.subject.update(self.bit, -1, -1, ts)
         eng.schedule(ts + self.after, self.order, self, None)
 
@@ -288,6 +293,7 @@ class DetectionBinding:
         if count < self.min_count or ts <= self.last or ts + self.within <= eng.clock:
             return
         self.last = ts
+        self.subject.touch()
         eng.schedule(ts + self.within, self.order, self, ts)
         if not self.held:
             self.raw = self.held = True
@@ -297,6 +303,7 @@ class DetectionBinding:
         """The last qualifying result is now too old."""
         if token == self.last and self.held:
             self.raw = self.held = False
+            self.subject.touch()
             self.subject.update(self.bit, -1, -1, deadline)
 
     def dump(self) -> list[Any] | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 
+import orjson
+
 from hub.inventory import Inventory, Sensor
 from hub.rules.engine.leaves import (
     UNLIMITED,
@@ -52,8 +54,10 @@ class RuleRuntime:
         "n_trigger",
         "pos",
         "rule",
+        "saved",
         "since",
         "subjects",
+        "touched",
         "trigger",
         "wheres",
     )
@@ -73,6 +77,10 @@ class RuleRuntime:
         self.cameras: list[tuple[tuple[str, ...], DetectionBinding]] = []
         self.incident_bindings: list[IncidentBinding] = []
         self.since: int | None = None  # when `missing` conditions began watching
+        # The subjects' saved forms (only those not in their initial state), already encoded,
+        # and the subjects changed since they were last encoded: see SubjectState.touch.
+        self.saved: dict[str, orjson.Fragment] = {}
+        self.touched: list[SubjectState] = []
 
 
 def _tree(cond: Condition, bits: Iterator[int]) -> tuple[Tree, int | None]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from hub.inventory import Inventory
 from hub.rules.engine.incidents import IncidentRecord
 from hub.rules.engine.leaves import (
@@ -48,24 +50,44 @@ def _key(b: Any) -> str:
     return f"{b.bit}:{b.sensor}" if isinstance(b, SensorBinding) else f"{b.bit}:"
 
 
+def _subject(subj: SubjectState) -> dict[str, Any] | None:
+    """A subject's state, or None when it is the initial state (not saved)."""
+    bindings: dict[str, Any] = {}
+    for b in subj.bindings:
+        data = None if isinstance(b, IncidentBinding) else b.dump()
+        if data is not None:
+            bindings[_key(b)] = data
+    if bindings or subj.triggered or subj.settle_until is not None:
+        return {"triggered": subj.triggered, "settle": subj.settle_until, "bindings": bindings}
+    return None
+
+
+def _encoded_subjects(rt: RuleRuntime) -> dict[str, orjson.Fragment]:
+    """The rule's subjects as orjson fragments: those changed since the last time encoded
+    again, the others as they were (thousands of subjects, a few changed between saves)."""
+    saved = rt.saved
+    for subj in rt.touched:
+        subj.dirty = False
+        data = _subject(subj)
+        if data is None:
+            saved.pop(subj.id, None)
+        else:
+            saved[subj.id] = orjson.Fragment(orjson.dumps(data))
+    rt.touched.clear()
+    return saved
+
+
 def dump(w: World, *, encoded: bool = False) -> dict[str, Any]:
-    """The world's state as JSON-ready data; with `encoded`, incidents are orjson fragments
-    (kept, already encoded, until they change) and only orjson can write the result."""
+    """The world's state as JSON-ready data; with `encoded`, incidents and subjects are orjson
+    fragments (kept, already encoded, until they change) and only orjson can write the result."""
     rules: dict[str, Any] = {}
     for rid, rt in w.rules.items():
-        subjects: dict[str, Any] = {}
-        for sid, subj in rt.subjects.items():
-            bindings: dict[str, Any] = {}
-            for b in subj.bindings:
-                data = None if isinstance(b, IncidentBinding) else b.dump()
-                if data is not None:
-                    bindings[_key(b)] = data
-            if bindings or subj.triggered or subj.settle_until is not None:
-                subjects[sid] = {
-                    "triggered": subj.triggered,
-                    "settle": subj.settle_until,
-                    "bindings": bindings,
-                }
+        subjects: Mapping[str, Any]
+        if encoded:
+            subjects = _encoded_subjects(rt)
+        else:
+            plain = ((sid, _subject(subj)) for sid, subj in rt.subjects.items())
+            subjects = {sid: data for sid, data in plain if data is not None}
         rules[rid] = {"fingerprint": rt.fingerprint, "since": rt.since, "subjects": subjects}
     return {
         "format": FORMAT,

@@ -44,6 +44,7 @@ class SubjectState:
 
     __slots__ = (
         "bindings",
+        "dirty",
         "held_bits",
         "held_counts",
         "id",
@@ -79,6 +80,15 @@ class SubjectState:
         self.settle_until: int | None = None
         self.bindings: list[Any] = []
         self.world: Evaluator | None = None
+        self.dirty = True  # new: encoded at the next snapshot
+        rt.touched.append(self)
+
+    def touch(self) -> None:
+        """Its state changed (a binding's, `triggered` or `settle_until`): the next snapshot
+        encodes it again. Everything that changes what the snapshot keeps must call this."""
+        if not self.dirty:
+            self.dirty = True
+            self.rt.touched.append(self)
 
     def update(self, bit: int, d_raw: int, d_held: int, t: int) -> None:
         """A sensor (or a non-sensor leaf) changed its raw and/or held truth for leaf `bit`."""
@@ -118,5 +128,6 @@ class SubjectState:
         """The settling time after a hot reload is over: the clear may now apply."""
         if self.settle_until == token:
             self.settle_until = None
+            self.touch()
             if self.world is not None:
                 self.world.evaluate(self, deadline)

@@ -116,7 +116,9 @@ class World:
         rt = subj.rt
         trig = rt.trigger(subj.held_bits)
         entered = trig and not subj.triggered
-        subj.triggered = trig
+        if trig != subj.triggered:
+            subj.triggered = trig
+            subj.touch()
         if subj.incident is None:
             if entered:
                 self.open(subj, t)
