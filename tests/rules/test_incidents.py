@@ -4,7 +4,9 @@ snapshots and hot reloads."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import orjson
 import pytest
 
 from hub.rules import (
@@ -333,6 +335,24 @@ def test_replace_rules_keeps_the_open_incident_of_a_changed_rule() -> None:
     events = feed(eng, ("wl-1", 0.13, 30), ("wl-1", 0.05, 60))
     assert events == []
     assert brief(eng.tick(at(200))) == [(90.0, "cleared", "a", "wl-1")]
+
+
+def test_the_kept_encoded_state_follows_the_settling_time_of_a_changed_rule() -> None:
+    text = "rules:\n  - {id: a, severity: minor, sensors: {id: wl-1}, trigger: {above: 15 cm}}\n"
+    eng = engine(text)
+    feed(eng, ("wl-1", 0.2, 0))
+    eng.replace_rules(rules(text.replace("15 cm", "12 cm")))
+
+    def encoded() -> dict[str, Any]:
+        return dict(orjson.loads(orjson.dumps(eng.snapshot(encoded=True))))
+
+    feed(eng, ("wl-1", 0.2, 30))  # the new condition holds
+    assert encoded()["rules"]["a"]["subjects"]["wl-1"]["settle"] == at(90)
+    # Readings that change nothing, then the settling time runs out with the level still up.
+    feed(eng, ("wl-1", 0.2, 60), ("wl-1", 0.2, 90))
+    eng.tick(at(100))
+    assert encoded()["rules"]["a"]["subjects"]["wl-1"]["settle"] is None
+    assert encoded() == json.loads(json.dumps(eng.snapshot()))
 
 
 def test_replace_rules_clears_the_incidents_of_a_removed_rule() -> None:

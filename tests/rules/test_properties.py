@@ -58,6 +58,11 @@ rules:
     severity: minor
     sensors: {kind: water_level}
     trigger: {missing: 2m}
+  - id: site-silent
+    severity: minor
+    per: site
+    sensors: {kind: water_level}
+    trigger: {missing: 2m, match: all}
   - id: site-all
     severity: moderate
     per: site
