@@ -81,14 +81,19 @@ class Room:
             item = self.sensor(sensor, self.clock(), {sensor.id: ids} if ids else {})
             self.broadcaster.publish("sensors", {"sensors": [item]})
 
-    async def flush(self, chunk: int = 100) -> None:
+    async def flush(self, chunk: int = 100, scan: int = 1000) -> None:
         """Announce the sensors whose value or state changed since the last flush, `chunk` at a
-        time, letting the event loop run between chunks (thousands of sensors change a second)."""
+        time, letting the event loop run between chunks (thousands of sensors change a second).
+        Whether a sensor fell silent is checked `scan` sensors at a time, for the same reason."""
         now = self.clock()
         alarms = self.alarms()
-        for sensor_id, state in self._shown.items():
-            if state != self.state_of(self.inventory.sensors[sensor_id], now, alarms):
-                self._dirty.add(sensor_id)
+        shown = list(self._shown.items())
+        for start in range(0, len(shown), scan):
+            if start:
+                await asyncio.sleep(0)
+            for sensor_id, state in shown[start : start + scan]:
+                if state != self.state_of(self.inventory.sensors[sensor_id], now, alarms):
+                    self._dirty.add(sensor_id)
         if not self._dirty:
             return
         changed, self._dirty = sorted(self._dirty), set()
