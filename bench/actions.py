@@ -12,6 +12,22 @@ socket (QoS 0), paced every 10 ms.
 
 The floor is measured in the same run under the same load: the same paho publisher to the same
 paho subscriber through the same broker, with no hub in between.
+
+    .venv/bin/python bench/actions.py --peer node-red
+
+also measures a peer after the hub: Node-RED 5 running the same threshold flow
+(bench/node-red/flows.json: `mqtt in` on hub/sensors/+/+ at QoS 1, a `switch` passing
+value > 0.15, a `function` building the barrier's close command, `mqtt out` at QoS 1),
+storing nothing. Once the hub's levels are done the hub is stopped, Node-RED starts headless
+on the same broker, and each level runs again with the same load process, controller, spacing
+and sample count, on gauges and barriers of its own, each next to a floor of its own. Node-RED
+5 needs Node.js >= 22.9; the `node` package from npm brings it, next to Node-RED, once:
+
+    npm ci --prefix bench/node-red
+
+Node-RED's MQTT client leaves Nagle's algorithm on, so its command waits for the broker's
+delayed ACK; `--peer node-red-nodelay` preloads bench/node-red/nodelay.js, which turns it off,
+the stronger peer. Both can be given, one after the other.
 """
 
 from __future__ import annotations
@@ -19,6 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -30,12 +48,15 @@ import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.mqtt.codec import encode, encode_publish
 from hub.mqtt.packets import Connect
 from hub.services import LocalInflux, LocalMosquitto, free_port
 
 PREFIX = "hub"
+NODE_RED = Path(__file__).resolve().parent / "node-red"
+PEERS = ("node-red", "node-red-nodelay")
 # Crossings 100 ms apart: the latency of one crossing under load, not a storm of new incidents
 # every few milliseconds (which measures the rules' persistence throughput instead).
 SPACING = 0.1
@@ -111,7 +132,7 @@ class Controller:
 
     def __init__(self, port: int) -> None:
         self.arrived: dict[str, float] = {}
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-barriers")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-barriers")
         self.client.on_message = self._on_message
         self.ready = threading.Event()
         self.client.on_subscribe = lambda *_: self.ready.set()
@@ -144,16 +165,19 @@ def _metric(listen: str, name: str) -> float:
 
 
 def run_level(
-    rate: int, first: int, samples: int, port: int, controller: Controller, listen: str
+    rate: int, first: int, samples: int, port: int, controller: Controller, listen: str | None
 ) -> tuple[list[float], list[float]]:
     """Latencies (ms) of `samples` threshold crossings under `rate` readings/s of load, and of
-    as many messages from the same publisher to the controller through the broker alone."""
+    as many messages from the same publisher to the controller through the broker alone.
+
+    `listen` is the hub's API address when the hub is the path measured (its /metrics say how
+    many readings of the load it stored), None when a peer is."""
     stop = multiprocessing.Event()
     load = multiprocessing.Process(target=background_load, args=(port, rate, 1000, stop))
     load.start()
-    stored0 = _metric(listen, "hub_readings_accepted_total")
+    stored0 = _metric(listen, "hub_readings_accepted_total") if listen else 0.0
     time.sleep(2.0)  # let the load settle before measuring
-    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-gauges-{rate}")
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-gauges-{rate}")
     # The hub acknowledges a reading once it is stored (up to flush_interval later); paho's
     # default of 20 messages in flight would hold later samples back in paho's own queue.
     pub.max_inflight_messages_set(1000)
@@ -179,7 +203,7 @@ def run_level(
         while time.monotonic() < deadline and not all(t in controller.echoed for t in echoes):
             time.sleep(0.05)
     finally:
-        stored = _metric(listen, "hub_readings_accepted_total") - stored0
+        stored = _metric(listen, "hub_readings_accepted_total") - stored0 if listen else 0.0
         stop.set()
         load.join(10)
         pub.loop_stop()
@@ -187,13 +211,88 @@ def run_level(
     missing = [b for b in sent if b not in controller.arrived]
     if missing:
         print(f"  {len(missing)} commands did not arrive", file=sys.stderr)
-    elapsed = 2.0 + 2 * samples * SPACING
-    print(
-        f"  background: {stored / elapsed:,.0f} readings/s validated and stored (target {rate:,})"
-    )
-    hub = [(controller.arrived[b] - t) * 1000 for b, t in sent.items() if b in controller.arrived]
+    if listen:
+        elapsed = 2.0 + 2 * samples * SPACING
+        print(
+            f"  background: {stored / elapsed:,.0f} readings/s validated and stored"
+            f" (target {rate:,})"
+        )
+    path = [(controller.arrived[b] - t) * 1000 for b, t in sent.items() if b in controller.arrived]
     floor = [(controller.echoed[e] - t) * 1000 for e, t in echoes.items() if e in controller.echoed]
-    return hub, floor
+    return path, floor
+
+
+def _node_red_install() -> tuple[Path, Path]:
+    """The Node.js binary and Node-RED's red.js that `npm ci --prefix bench/node-red` put in
+    bench/node-red/node_modules; exits with how to install them when they are not there."""
+    node = NODE_RED / "node_modules" / ".bin" / "node"
+    red = NODE_RED / "node_modules" / "node-red" / "red.js"
+    if not (node.exists() and red.exists()):
+        sys.exit(
+            f"--peer node-red: Node-RED is not installed in {NODE_RED / 'node_modules'};"
+            " run `npm ci --prefix bench/node-red` (or `npm install --prefix bench/node-red`)"
+        )
+    return node, red
+
+
+def _package_version(name: str) -> str:
+    manifest = NODE_RED / "node_modules" / name / "package.json"
+    return str(json.loads(manifest.read_text())["version"])
+
+
+def start_node_red(tmp: Path, port: int, peer: str) -> subprocess.Popen[bytes]:
+    """Node-RED, headless, running bench/node-red/flows.json against the broker on `port`, with
+    a userDir of its own under `tmp` and its log in `tmp`/`peer`.log."""
+    node, red = _node_red_install()
+    user_dir = tmp / peer
+    user_dir.mkdir()
+    shutil.copy(NODE_RED / "flows.json", user_dir / "flows.json")
+    settings = NODE_RED / "settings.js"
+    env = {**os.environ, "BENCH_MQTT_PORT": str(port)}
+    if peer == "node-red-nodelay":
+        env["NODE_OPTIONS"] = f"--require={NODE_RED / 'nodelay.js'}"
+    with (tmp / f"{peer}.log").open("wb") as log:
+        return subprocess.Popen(
+            [str(node), str(red), "--userDir", str(user_dir), "--settings", str(settings)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def wait_for_flow(
+    proc: subprocess.Popen[bytes], port: int, controller: Controller, gauge: int, log: Path
+) -> None:
+    """Until a crossing at gauge `gauge` (one no level uses) brings its barrier's command back:
+    the flow is deployed, connected and subscribed."""
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    barrier = f"b{gauge}"
+    deadline = time.monotonic() + 60
+    try:
+        while barrier not in controller.arrived:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                why = f"exited ({proc.returncode})" if proc.returncode is not None else "timed out"
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"Node-RED's flow did not answer a crossing: {why}\n{tail}")
+            payload = json.dumps({"value": 0.3, "ts": time.time()})
+            pub.publish(f"{PREFIX}/sensors/bench/g{gauge}", payload, qos=1)
+            answer_by = time.monotonic() + 0.5
+            while barrier not in controller.arrived and time.monotonic() < answer_by:
+                time.sleep(0.02)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def _summary(lat: list[float]) -> str:
@@ -208,8 +307,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rates", default="1000,5000,10000")
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        choices=PEERS,
+        help="after the hub, measure this peer running the same threshold flow (repeatable)",
+    )
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
+    if args.peer:
+        _node_red_install()  # before the hub's levels, not after them
     # paho's network threads note arrival times here: with the default 5 ms GIL switch
     # interval, a thread woken by a message may wait that long to look at the clock.
     sys.setswitchinterval(0.0005)
@@ -218,7 +326,7 @@ def main() -> None:
     influx = LocalInflux(data_dir=tmp / "influxdb", port=free_port())
     broker.start()
     influx.start()
-    hub = None
+    hub = peer = None
     try:
         site = tmp / "site"
         site.mkdir()
@@ -260,10 +368,37 @@ def main() -> None:
             )
             print(f"  reading -> hub -> command: {_summary(hub_ms)}")
             print(f"  broker alone (floor):      {_summary(floor_ms)}")
+        if args.peer and hub is not None:
+            # The hub is done: stopped, it takes no CPU from the peers.
+            _stop(hub)
+            hub = None
+        block = len(rates) * args.samples
+        for k, name in enumerate(args.peer):
+            peer = start_node_red(tmp, broker.port, name)
+            # Gauges and barriers of its own: the hub's levels used the first block of ids,
+            # each peer takes the next one, and the probes come after all of them.
+            first = (1 + k) * block
+            probe = (1 + len(args.peer)) * block + k
+            wait_for_flow(peer, broker.port, controller, probe, tmp / f"{name}.log")
+            nagle = "Nagle off" if name == "node-red-nodelay" else "as shipped"
+            print(
+                f"Node-RED {_package_version('node-red')} (Node.js {_package_version('node')},"
+                f" {nagle}), same threshold flow, broker, load and controller; hub stopped:"
+            )
+            for n, rate in enumerate(rates):
+                print(f"{rate:,} readings/s of background load:")
+                peer_ms, floor_ms = run_level(
+                    rate, first + n * args.samples, args.samples, broker.port, controller, None
+                )
+                print(f"  reading -> node-red -> command: {_summary(peer_ms)}")
+                print(f"  broker alone (floor):           {_summary(floor_ms)}")
+            _stop(peer)
+            peer = None
     finally:
+        if peer is not None:
+            _stop(peer)
         if hub is not None:
-            hub.terminate()
-            hub.wait(30)
+            _stop(hub)
         influx.stop()
         broker.stop()
 
