@@ -123,15 +123,21 @@ class Ingest:
             metrics.MESSAGES_IN.labels("gateways").inc(gateways)
         metrics.READINGS_IN.inc(received)
         metrics.READINGS_ACCEPTED.inc(len(accepted))
-        # The rules see the readings first: a reading that must close a barrier does not wait
-        # for the batch's line protocol to be written.
-        if accepted:
+        # The rules see the readings first, and what they wake (the dispatch of a barrier's
+        # command) runs before the batch's line protocol is written: that is queued behind it,
+        # still ahead of anything read later, so batches reach storage in order.
+        if accepted and self.listeners:
             for listener in self.listeners:
                 try:
                     listener(accepted)
                 except Exception:
                     # A failing consumer must not stop ingest or storage of the readings.
                     log.exception("reading listener %r failed", listener)
+            asyncio.get_running_loop().call_soon(self._store, accepted, messages)
+            return
+        self._store(accepted, messages)
+
+    def _store(self, accepted: list[Reading], messages: list[Message]) -> None:
         line = self._line_prefix
         lines = [f"{line(r.sensor)}{r.value!r} {r.ts_ns}\n" for r in accepted]
         # One submit per batch; the messages ride along and are acknowledged, in order, once
