@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -307,7 +308,13 @@ class ActuatorService:
         taken.add_done_callback(lambda f: f.cancelled() or f.exception())
         task = asyncio.create_task(self._taken(job, taken), name=f"sent-{job.command_id}")
         self._sending[job.command_id] = task
-        task.add_done_callback(lambda _: self._sending.pop(job.command_id, None))
+        task.add_done_callback(functools.partial(self._sent_done, job.command_id))
+
+    def _sent_done(self, command_id: str, task: asyncio.Task[None]) -> None:
+        self._sending.pop(command_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Nobody awaits the task: say it here. The clock sends the command again.
+            log.error("actuators: recording command %s as sent failed", command_id, exc_info=exc)
 
     async def _taken(self, job: J.CommandJob, taken: asyncio.Future[None]) -> None:
         try:

@@ -92,6 +92,29 @@ async def test_a_command_is_written_without_waiting_for_the_brokers_answer(
     executed_once(controller)
 
 
+async def test_a_failure_to_record_a_command_as_sent_is_logged_and_the_command_still_done(
+    hub: Hub, controller: Controller, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    persist = hub.actuators._persist
+    failed: list[str] = []
+
+    async def disk_full_once(jobs: Any, records: Any = None, *, sync: bool = True) -> None:
+        if not failed and any(j.state == "sent" for j in jobs):
+            failed.append(jobs[0].command_id)
+            raise OSError(28, "No space left on device")
+        await persist(jobs, records, sync=sync)
+
+    monkeypatch.setattr(hub.actuators, "_persist", disk_full_once)
+    cid = await command(hub)
+    await state_of(hub, cid, "done")
+    executed_once(controller)
+    assert failed == [cid]
+    await eventually(
+        lambda: any(cid in r.getMessage() and r.exc_info for r in caplog.records),
+        "the failure in the log, with the command's id and the error",
+    )
+
+
 def _action(hub: Hub, action_id: str) -> ActionRequested:
     incident = hub.rules.engine.incident(action_id.rpartition(".")[0])
     assert incident is not None
