@@ -89,7 +89,8 @@ class Outbox:
     def put_nowait(self, topic: str, payload: bytes, retain: bool) -> asyncio.Future[None]:
         """`put` without waiting: the message is held (and written, if the window allows)
         before this returns, unless the outbox is full, when a task waits for room in line.
-        The future settles on the PUBACK; cancelling it does not withdraw the message."""
+        The future settles on the PUBACK. Cancelling it does not withdraw a message already
+        held; cancelling the task of one still waiting for room does."""
         if self._slots.try_take():
             return self._hold(topic, payload, retain)
         return asyncio.ensure_future(self.put(topic, payload, retain))
