@@ -76,14 +76,18 @@ class CommandJob:
         return not self.final and not self.acked and self.state in ("queued", "sent", "timed_out")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, for the journal and the API."""
-        return dataclasses.asdict(self)
+        """JSON-ready form, for the journal and the API (every field is a scalar, so not
+        dataclasses.asdict, whose deep copy costs over ten times as much on a barrier's way out)."""
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CommandJob:
         """The inverse of to_dict; unknown keys (a newer hub's) are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(CommandJob))
 
 
 def move(job: CommandJob, state: str, now: int, detail: str | None = None) -> bool:
