@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import paho.mqtt.client as paho
+from detection import timings  # bench/detection.py: run as a script from bench/
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.app import Hub, running
@@ -186,17 +187,6 @@ def write_config(
     return path
 
 
-def median_ms(work: Callable[[], object], frames: int) -> float:
-    """Median wall time of `work` in ms, after one warm-up run."""
-    work()
-    times = []
-    for _ in range(frames):
-        start = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def bare_cost(detector: Detector, blurrer: FaceBlurrer, frames: int) -> dict[str, float]:
     """Per image: median ms of one `detect` plus median ms of one `anonymize`."""
     cost: dict[str, float] = {}
@@ -205,8 +195,8 @@ def bare_cost(detector: Detector, blurrer: FaceBlurrer, frames: int) -> dict[str
         if read is None:
             raise SystemExit(f"bench: {name} missing, run scripts/fetch-models")
         image: Image = np.asarray(read, np.uint8)
-        detect = median_ms(partial(detector.detect, image), frames)
-        blur = median_ms(partial(blurrer.anonymize, image), frames)
+        detect = timings(partial(detector.detect, image), frames)["median_ms"]
+        blur = timings(partial(blurrer.anonymize, image), frames)["median_ms"]
         height, width = image.shape[:2]
         print(
             f"  {name} {width}x{height}: detect {detect:.0f} ms + face blur {blur:.0f} ms"
