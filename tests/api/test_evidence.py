@@ -120,9 +120,8 @@ async def test_a_missing_snapshot(api: Api) -> None:
     assert "no such snapshot" in body["error"]
 
 
-async def test_incidents_and_cameras_link_their_snapshots(
-    api: Api, peer: Peer, prefix: str
-) -> None:
+async def flood(api: Api, peer: Peer, prefix: str) -> Any:
+    """The underpass gauge above the flood level: the incident it opens, as the API shows it."""
     now = time.time()
     for ago in (2.0, 1.0, 0.0):
         peer.publish(f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 20.0, "ts": now - ago}))
@@ -131,7 +130,13 @@ async def test_incidents_and_cameras_link_their_snapshots(
         incidents = (await api.get("/api/incidents?state=active"))["incidents"]
         return incidents[0] if incidents else None
 
-    incident = await eventually(opened, "the flood incident")
+    return await eventually(opened, "the flood incident")
+
+
+async def test_incidents_and_cameras_link_their_snapshots(
+    api: Api, peer: Peer, prefix: str
+) -> None:
+    incident = await flood(api, peer, prefix)
     (detect,) = [a for a in incident["actions"] if a["kind"] == "detect"]
     # A name to quote, as a worker might make of a job id.
     snapshot = api.hub.detection.evidence_dir / DAY / "flood cam-1#1.jpg"
@@ -166,15 +171,7 @@ async def test_incidents_and_cameras_link_their_snapshots(
 
 
 async def test_snapshots_elsewhere_have_no_url(api: Api, peer: Peer, prefix: str) -> None:
-    now = time.time()
-    for ago in (2.0, 1.0, 0.0):
-        peer.publish(f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 20.0, "ts": now - ago}))
-
-    async def opened() -> Any:
-        incidents = (await api.get("/api/incidents?state=active"))["incidents"]
-        return incidents[0] if incidents else None
-
-    incident = await eventually(opened, "the flood incident")
+    incident = await flood(api, peer, prefix)
     outside = str(api.hub.detection.evidence_dir.parent / "elsewhere" / "x.jpg")
     for n, snapshot in enumerate(("http://10.0.0.9/snapshot.jpg", outside)):
         result = {
