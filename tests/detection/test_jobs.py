@@ -131,6 +131,11 @@ def images(tmp_path: Path) -> tuple[Path, Path]:
     return zidane, bus
 
 
+def seeing(camera: dict[str, Any], image: Path) -> dict[str, Any]:
+    """The camera's feature with `image` as its view."""
+    return {**camera, "properties": {**camera["properties"], "url": str(image)}}
+
+
 async def test_flood_asks_the_covering_camera_and_keeps_blurred_evidence(
     tmp_path: Path,
     mosquitto: LocalMosquitto,
@@ -140,8 +145,7 @@ async def test_flood_asks_the_covering_camera_and_keeps_blurred_evidence(
     uid: str,
 ) -> None:
     zidane, bus = images(tmp_path)
-    covering = {**COVERING, "properties": {**COVERING["properties"], "url": str(zidane)}}
-    away = {**AWAY, "properties": {**AWAY["properties"], "url": str(bus)}}
+    covering, away = seeing(COVERING, zidane), seeing(AWAY, bus)
     path = configure(tmp_path, mosquitto, influx, prefix, database, uid, [covering, away])
     config = load_config(path)
     inv = load_inventory(config.inventory)
@@ -228,7 +232,7 @@ async def test_a_job_nobody_answers_fails_its_action_at_the_deadline(
     uid: str,
 ) -> None:
     zidane, _ = images(tmp_path)
-    covering = {**COVERING, "properties": {**COVERING["properties"], "url": str(zidane)}}
+    covering = seeing(COVERING, zidane)
     path = configure(
         tmp_path, mosquitto, influx, prefix, database, uid, [covering],
         deadline="1s", resend_after="300ms",
