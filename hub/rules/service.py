@@ -149,6 +149,7 @@ class RuleService:
         metrics.RULES_LOADED.set(len(rules))
         metrics.RULES_VALID.set(1)
         self._update_gauges()
+        metrics.INCIDENTS_OPEN.set(self.engine.open_count())
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -221,6 +222,9 @@ class RuleService:
                 await write
                 raise
             metrics.STATE_PERSIST.observe(time.perf_counter() - start)
+            # Counting open incidents walks them all (0.1 ms for 1,500): done here, after every
+            # change of the engine's state, rather than at each event on a barrier's way out.
+            metrics.INCIDENTS_OPEN.set(self.engine.open_count())
             self._state_seq = seq
             self._on_disk = max(self._on_disk, seq)
             self._journal_tail = [r for r in self._journal_tail if _record_seq(r) > seq]
@@ -346,7 +350,6 @@ class RuleService:
 
     def _update_gauges(self) -> None:
         metrics.OUTBOX.set(len(self._outbox))
-        metrics.INCIDENTS_OPEN.set(self.engine.open_count())
 
     # -- output -------------------------------------------------------------------------------
 

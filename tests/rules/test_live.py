@@ -131,8 +131,9 @@ def test_sigkill_in_a_pending_for_and_in_an_open_incident(
             lambda: (
                 hub_process.metric("hub_outbox_events") == 0
                 and hub_process.metric("hub_actions_total") >= 1
+                and hub_process.metric("hub_incidents_open") == 1
             ),
-            "the action to be dispatched and recorded",
+            "the action to be dispatched and recorded, and the incident counted",
         )
 
         # Killed inside the open incident: after the restart, no second incident, no second page.
@@ -142,6 +143,7 @@ def test_sigkill_in_a_pending_for_and_in_an_open_incident(
             lambda: hub_process.metric("hub_readings_accepted_total") >= 4,
             "the restarted hub to take readings",
         )
+        assert hub_process.metric("hub_incidents_open") == 1  # restored, and counted at start
         gauge.level_cm = 5.0
         cleared = wait_for(
             lambda: [
@@ -152,6 +154,7 @@ def test_sigkill_in_a_pending_for_and_in_an_open_incident(
             "the incident to clear",
             timeout=20,
         )
+        wait_for(lambda: hub_process.metric("hub_incidents_open") == 0, "no incident counted")
         assert hub_process.signal(signal.SIGTERM) == 0
     finally:
         gauge.close()
