@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from hub.actuators.config import ConfirmPolicy, Interlock, RateLimit
 from hub.inventory.model import Actuator
@@ -31,15 +31,21 @@ def confirmation(
 
 
 def interlock(
-    interlocks: Iterable[Interlock], actuator: Actuator, command: str, incidents: list[Incident]
+    interlocks: Iterable[Interlock],
+    actuator: Actuator,
+    command: str,
+    incidents: Callable[[], list[Incident]],
 ) -> str | None:
-    """Why the command is refused now (an incident standing at the site), or None."""
+    """Why the command is refused now (an incident standing at the site), or None.
+
+    `incidents` gives the site's incidents; it is called only when an interlock applies to
+    the command, so that a `close` does not look through them on its way out."""
     if actuator.site is None:
         return None
     for lock in interlocks:
         if lock.command != command or not _matches(lock.kinds, actuator.kind):
             continue
-        for incident in incidents:
+        for incident in incidents():
             if (
                 incident.state in _OPEN
                 and incident.site == actuator.site

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -221,7 +221,7 @@ class ActuatorService:
                     if j.state != "rejected" and not j.override
                 ]
                 refused = rate_limited(self.config.rate_limit, issued, now) or interlock(
-                    self.config.interlocks, actuator, command, self._incidents_at(actuator)
+                    self.config.interlocks, actuator, command, partial(self._incidents_at, actuator)
                 )
             policy = confirmation(self.config.confirm, actuator, command) if from_rule else None
             if refused:
@@ -275,7 +275,9 @@ class ActuatorService:
     def _interlock_again(self, job: J.CommandJob, now: int) -> None:
         """A held command goes only if its interlock still allows it."""
         actuator = self.inventory.actuators[job.actuator]
-        why = interlock(self.config.interlocks, actuator, job.action, self._incidents_at(actuator))
+        why = interlock(
+            self.config.interlocks, actuator, job.action, partial(self._incidents_at, actuator)
+        )
         if why and not job.override:
             J.move(job, "rejected", now, why)
 
@@ -308,7 +310,7 @@ class ActuatorService:
         taken.add_done_callback(lambda f: f.cancelled() or f.exception())
         task = asyncio.create_task(self._taken(job, taken), name=f"sent-{job.command_id}")
         self._sending[job.command_id] = task
-        task.add_done_callback(functools.partial(self._sent_done, job.command_id))
+        task.add_done_callback(partial(self._sent_done, job.command_id))
 
     def _sent_done(self, command_id: str, task: asyncio.Task[None]) -> None:
         self._sending.pop(command_id, None)
