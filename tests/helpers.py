@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,24 @@ def influx_query(url: str, database: str, query: str) -> list[dict[str, object]]
         for values in series["values"]:
             rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
     return rows
+
+
+def influx_write(url: str, database: str, lines: bytes) -> None:
+    """Create `database` and write line protocol to it. Right after CREATE DATABASE, InfluxDB
+    1.6 may still answer a write with 404 (database not found) for a moment: tried again."""
+    create = urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'})
+    urllib.request.urlopen(f"{url}/query?{create}", data=b"", timeout=10).close()
+
+    def written() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/write?db={database}", lines, timeout=10) as resp:
+                return resp.status in (200, 204)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise
+
+    wait_for(written, f"InfluxDB to take a write into the new database {database}", timeout=10)
 
 
 def wait_for(check: Callable[[], T], what: str, timeout: float = 15.0, interval: float = 0.05) -> T:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from hub.services import LocalInflux
 from hub.storage.line import point_line, reading_line
-from tests.helpers import influx_query
+from tests.helpers import influx_query, influx_write
 
 DASHBOARDS = sorted((Path(__file__).parent.parent / "dashboards").glob("*.json"))
 
@@ -58,8 +57,7 @@ def test_dashboard_queries_return_data(path: Path, influx: LocalInflux, database
             ),
         ]
     )
-    urllib.request.urlopen(f"{influx.url}/query?q=CREATE+DATABASE+{database}", data=b"")
-    urllib.request.urlopen(f"{influx.url}/write?db={database}", data=lines)
+    influx_write(influx.url, database, lines)
 
     dashboard = json.loads(path.read_text())
     queries = [t["query"] for p in dashboard["panels"] for t in p.get("targets", [])]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from hub.rules.replay_cli import TimeError, add_replay_arguments, parse_time, re
 from hub.services import LocalInflux, free_port
 from hub.storage.influx import InfluxClient
 from hub.storage.line import reading_line
-from tests.helpers import point, square, write_config, write_site
+from tests.helpers import influx_write, point, square, write_config, write_site
 
 S = 1_000_000_000
 T0 = 1_783_998_000 * S  # 2026-07-14T03:00:00Z
@@ -80,12 +78,6 @@ def _history() -> list[tuple[str, float, int]]:
     return out
 
 
-def _post(url: str, path: str, params: dict[str, str], body: bytes) -> None:
-    request = urllib.request.Request(f"{url}{path}?{urllib.parse.urlencode(params)}", body)
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        assert resp.status in (200, 204)
-
-
 @pytest.fixture
 def setup(tmp_path: Path, influx: LocalInflux, database: str) -> tuple[Path, Inventory, RuleSet]:
     """A config, inventory and rules in tmp_path, and the history stored in `database`."""
@@ -98,11 +90,10 @@ def setup(tmp_path: Path, influx: LocalInflux, database: str) -> tuple[Path, Inv
         inventory=["site"],
         rules=["rules"],
     )
-    _post(influx.url, "/query", {"q": f'CREATE DATABASE "{database}"'}, b"")
     lines = b"".join(
         reading_line(sid, "water_level", "r1", "u1", value, ts) for sid, value, ts in _history()
     )
-    _post(influx.url, "/write", {"db": database}, lines)
+    influx_write(influx.url, database, lines)
     inventory = load_inventory([site])
     rules, problems = check_rules([tmp_path / "rules"], inventory)
     assert rules is not None, problems
