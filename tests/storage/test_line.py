@@ -24,6 +24,7 @@ from hub.storage.line import (
     reading_line,
     reading_prefix,
 )
+from tests.helpers import influx_write
 
 
 @pytest.mark.parametrize(
@@ -173,11 +174,8 @@ def _point_at(url: str, database: str, ts: int) -> dict[str, object]:
 
 @pytest.fixture
 def db(influx: LocalInflux, database: str) -> str:
-    request = urllib.request.Request(
-        f"{influx.url}/query",
-        data=urllib.parse.urlencode({"q": f"CREATE DATABASE {database}"}).encode(),
-    )
-    urllib.request.urlopen(request, timeout=10).close()
+    # A probe at the epoch, far from every point the tests write and look up by time.
+    influx_write(influx.url, database, b"probe n=1 1\n")
     return database
 
 
