@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from hub.demo import add_demo_arguments
 from hub.rules.cli import add_test_arguments
 from hub.rules.replay_cli import add_replay_arguments
+from hub.store.recover import add_store_arguments
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_replay_arguments(replay)
 
+    add_store_arguments(
+        sub.add_parser("store", help="check the hub's store, or restore from a moved file")
+    )
+
     add_demo_arguments(sub.add_parser("demo", help="the whole system on the example province"))
 
     detector = sub.add_parser("detector", help="a detection worker (start several to scale out)")
@@ -97,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.detection.worker import main as detector_main
 
         return detector_main(args)
+    if args.command == "store":
+        from hub.store.recover import store_main
+
+        return store_main(args)
     if args.command == "run":
         from hub.app import main as run_main
 
