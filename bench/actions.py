@@ -25,6 +25,12 @@ and sample count, on gauges and barriers of its own, each next to a floor of its
 
     npm ci --prefix bench/node-red
 
+    .venv/bin/python bench/actions.py --baseline f7e0a94
+
+measures, after the hub of this checkout, the hub of an earlier commit (extracted with `git
+archive` into the run's folder, with a data folder of its own) on the same broker, load and
+controller, with gauges and barriers of its own: a change's cost, measured in one run.
+
 Node-RED's MQTT client leaves Nagle's algorithm on, so its command waits for the broker's
 delayed ACK; `--peer node-red-nodelay` preloads bench/node-red/nodelay.js, which turns it off,
 the stronger peer. Both can be given, one after the other.
@@ -302,6 +308,41 @@ def _summary(lat: list[float]) -> str:
     return f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {lat[-1]:.2f} ms  (n={len(lat)})"
 
 
+def extract(ref: str, into: Path) -> Path:
+    """The `hub` package of git commit `ref`, extracted under `into`."""
+    into.mkdir(parents=True)
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref, "hub"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def start_hub(config: Path, listen: str, tree: Path | None) -> subprocess.Popen[bytes]:
+    """`hub run` of this checkout, or of an extracted tree (with a data folder of its own)."""
+    env = None
+    if tree is not None:
+        settings = json.loads(config.read_text())
+        settings["data_dir"] = str(tree / "var")
+        config = tree / "hub.yaml"
+        config.write_text(json.dumps(settings))
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub", "run", "-c", str(config)], cwd=tree, env=env
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{listen}/api/health", timeout=1).close()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        else:
+            return hub
+
+
 def main() -> None:
     """Run the benchmark and print p50/p99 per load level."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -313,6 +354,11 @@ def main() -> None:
         default=[],
         choices=PEERS,
         help="after the hub, measure this peer running the same threshold flow (repeatable)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="after this checkout's hub, measure the hub of git commit REF the same way",
     )
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -330,7 +376,9 @@ def main() -> None:
     try:
         site = tmp / "site"
         site.mkdir()
-        (site / "bench.geojson").write_text(json.dumps(inventory(1000, args.samples * len(rates))))
+        runs = 1 + len(args.peer) + (1 if args.baseline else 0)
+        gauges = args.samples * len(rates) * runs + len(args.peer)
+        (site / "bench.geojson").write_text(json.dumps(inventory(1000, gauges)))
         (tmp / "rules").mkdir()
         (tmp / "rules" / "flood.yaml").write_text(RULES)
         listen = f"127.0.0.1:{free_port()}"
@@ -349,17 +397,9 @@ def main() -> None:
                 }
             )
         )
-        hub = subprocess.Popen([sys.executable, "-m", "hub", "run", "-c", str(config)])
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{listen}/api/health", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        hub = start_hub(config, listen, None)
         controller = Controller(broker.port)
+        block = len(rates) * args.samples
         print("threshold crossing on MQTT -> close command at the controller")
         for n, rate in enumerate(rates):
             print(f"{rate:,} readings/s of background load:")
@@ -368,11 +408,23 @@ def main() -> None:
             )
             print(f"  reading -> hub -> command: {_summary(hub_ms)}")
             print(f"  broker alone (floor):      {_summary(floor_ms)}")
-        if args.peer and hub is not None:
-            # The hub is done: stopped, it takes no CPU from the peers.
+        if (args.peer or args.baseline) and hub is not None:
+            # The hub is done: stopped, it takes no CPU from what comes next.
             _stop(hub)
             hub = None
-        block = len(rates) * args.samples
+        if args.baseline:
+            first = (1 + len(args.peer)) * block + len(args.peer)  # after the peers' probes
+            hub = start_hub(config, listen, extract(args.baseline, tmp / "baseline"))
+            print(f"the hub at {args.baseline}, same broker, load and controller:")
+            for n, rate in enumerate(rates):
+                print(f"{rate:,} readings/s of background load:")
+                hub_ms, floor_ms = run_level(
+                    rate, first + n * args.samples, args.samples, broker.port, controller, listen
+                )
+                print(f"  reading -> hub -> command: {_summary(hub_ms)}")
+                print(f"  broker alone (floor):      {_summary(floor_ms)}")
+            _stop(hub)
+            hub = None
         for k, name in enumerate(args.peer):
             peer = start_node_red(tmp, broker.port, name)
             # Gauges and barriers of its own: the hub's levels used the first block of ids,
