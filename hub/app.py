@@ -37,6 +37,8 @@ from hub.rules.service import RuleService
 from hub.scheduler import Job, rule_jobs, start_scheduler
 from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
 from hub.storage import InfluxClient, Spool, StorageWriter
+from hub.store import StoreError
+from hub.store.recover import open_store
 
 log = logging.getLogger("hub")
 # Messages handled in one go before the event loop gets a turn (about 1 ms of work).
@@ -69,6 +71,9 @@ class Hub:
         self.config = config
         self.inventory = inventory
         mqtt, influx, ingest = config.mqtt, config.influx, config.ingest
+        data_dir = Path(config.data_dir)
+        # Every state the hub must not lose or repeat (rules, commands, notifications, audit).
+        self.store = open_store(data_dir / "hub.db")
         self.influx = InfluxClient(
             influx.url,
             influx.database,
@@ -119,7 +124,8 @@ class Hub:
         self.rules = RuleService(
             rules,
             inventory,
-            state_path=Path(config.data_dir) / "rules-state.json",
+            store=self.store,
+            legacy_dir=data_dir,
             publisher=self.mqtt,
             sink=self.writer,
             dispatcher=self.dispatcher,
@@ -130,7 +136,7 @@ class Hub:
         self.ingest.listeners.append(self.rules.on_readings)
         self.ingest.on_full = self._on_full
         self._paused = asyncio.Event()
-        self.audit = AuditLog(self.writer)
+        self.audit = AuditLog(self.writer, self.store)
         self.http = build_app(self.health)
         self.room = add_room_routes(self)  # the situation room: API, live stream, page
         self.ready = asyncio.Event()
@@ -142,7 +148,8 @@ class Hub:
             rules=self.rules,
             mqtt=self.mqtt,
             reporter=Reporter(config.actuators, self.rules, self.audit, self.writer),
-            data_dir=Path(config.data_dir),
+            store=self.store,
+            legacy_dir=data_dir,
             prefix=mqtt.prefix,
             tokens=config.api.tokens,
         )
@@ -150,7 +157,8 @@ class Hub:
         self.components.append(self.actuators)
         self.notifier = Notifier(
             config.notify,
-            data_dir=Path(config.data_dir),
+            store=self.store,
+            legacy_dir=data_dir,
             audit=self.audit,
             publisher=self.mqtt,
             inventory=inventory,
@@ -275,6 +283,7 @@ class Hub:
             await self.influx.create_database()  # spooled until InfluxDB answers if it is down
         async with serve_http(self.http, self.config.api.listen), asyncio.TaskGroup() as tg:
             tasks = [
+                tg.create_task(self.store.run(), name="store-upkeep"),
                 tg.create_task(self.writer.run(), name="storage-writer"),
                 tg.create_task(self.mqtt.run(), name="mqtt"),
                 tg.create_task(self.ingest.publish_deadletters(), name="deadletters"),
@@ -305,6 +314,7 @@ class Hub:
             await self.mqtt.stop()
             for task in tasks:
                 task.cancel()
+        await self.store.aclose()
         await self.influx.close()
         log.info("stopped")
 
@@ -406,7 +416,7 @@ def main(args: argparse.Namespace) -> int:
     services = _local_services(config, Path(args.local_services)) if args.local_services else []
     try:
         asyncio.run(_serve(config, inventory, rules))
-    except SecretMissingError as exc:
+    except (SecretMissingError, StoreError) as exc:
         # Raised while the parts are built, before anything connects or runs.
         print(f"hub: not starting: {exc}", file=sys.stderr)
         return 1

@@ -1,15 +1,27 @@
 """The audit log: who did what and when, for every command, acknowledgement, override and
-notification. Stored in InfluxDB's `audit` measurement and kept in memory for the API."""
+notification. Each entry is committed to the store (space `audit`, keyed by its time) before
+`record` returns, where the API reads it, and written to InfluxDB's `audit` measurement.
+The store keeps the latest `keep` entries."""
 
 from __future__ import annotations
 
-import collections
+import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from hub.storage.line import point_line
+from hub.store import Changes, Store, StoreError, seq_key
+
+log = logging.getLogger("hub.audit")
+
+SPACE = "audit"  # seq_key(ts_ns) -> AuditEntry.to_dict()
+PRUNE_EVERY = 1000  # records between prunings of the oldest entries
+PAGE = 1000  # entries read at a time, the event loop free between pages
 
 
 class Sink(Protocol):
@@ -27,7 +39,7 @@ class AuditEntry:
     fields: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the API."""
+        """JSON-ready form, for the store and the API."""
         return {
             "ts": self.ts_ns,
             "kind": self.kind,
@@ -36,29 +48,91 @@ class AuditEntry:
             **self.fields,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditEntry:
+        """The entry that `to_dict` gave."""
+        rest = dict(data)
+        ts, kind, actor, detail = (rest.pop(k) for k in ("ts", "kind", "actor", "detail"))
+        return cls(int(ts), str(kind), str(actor), str(detail), rest)
+
 
 class AuditLog:
-    """Appends entries to storage (spooled like readings when InfluxDB is down)."""
+    """Commits entries to the store and hands them to storage (spooled like readings when
+    InfluxDB is down)."""
 
     def __init__(
-        self, sink: Sink, *, keep: int = 10_000, clock: Callable[[], int] = time.time_ns
+        self,
+        sink: Sink,
+        store: Store,
+        *,
+        keep: int = 100_000,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.sink = sink
+        self.store = store
+        self.keep = keep
         self.clock = clock
-        self.recent: collections.deque[AuditEntry] = collections.deque(maxlen=keep)
-        self._last_ns = 0
+        newest = store.scan(SPACE, reverse=True, limit=1)
+        # Keys follow on from the newest kept, so that a clock set back across a restart
+        # cannot overwrite an entry.
+        self._last_ns = int(newest[0][0]) if newest else 0
+        self._count = store.count(SPACE)
+        self._since_prune = 0
 
     def record(
         self, kind: str, actor: str, detail: str, **fields: str | int | float | bool | None
     ) -> AuditEntry:
         """Audit one act; `actor` is a person's token name, or `hub` / a rule id for automation."""
-        # Two entries in the same nanosecond with the same tags would overwrite each other.
+        # Two entries in the same nanosecond would share a key (and, in InfluxDB, a point).
         ts = max(self.clock(), self._last_ns + 1)
         self._last_ns = ts
         kept = {k: v for k, v in fields.items() if v is not None}
         entry = AuditEntry(ts, kind, actor, detail, kept)
-        self.recent.append(entry)
+        try:
+            self.store.commit(Changes().put(SPACE, seq_key(ts), entry.to_dict()))
+        except StoreError:
+            # The act is done already (a command sent, an incident acknowledged): what is
+            # left is to say so where an operator will see it, with the whole entry.
+            log.exception("audit: entry not stored: %s", orjson.dumps(entry.to_dict()).decode())
+        else:
+            self._count += 1
+            self._since_prune += 1
+            if self._since_prune >= PRUNE_EVERY:
+                self._prune()
         self.sink.submit(
             point_line("audit", {"kind": kind, "actor": actor}, {"detail": detail, **kept}, ts), 1
         )
         return entry
+
+    def _prune(self) -> None:
+        """Delete the oldest entries beyond `keep`: one range, every PRUNE_EVERY records."""
+        self._since_prune = 0
+        excess = self._count - self.keep
+        if excess <= 0:
+            return
+        try:
+            # Bounded, so that a lowered `keep` is reached over several prunings, not one long one.
+            oldest = self.store.scan(SPACE, limit=min(excess, 10 * PRUNE_EVERY))
+            if oldest:
+                self.store.commit(Changes().delete_range(SPACE, "", oldest[-1][0]))
+        except StoreError as exc:
+            log.warning("audit: pruning old entries failed (tried again later): %s", exc)
+            return
+        self._count = self._count - len(oldest) if oldest else 0
+
+    async def entries(self, limit: int = 100, kinds: Collection[str] = ()) -> list[AuditEntry]:
+        """The latest entries, newest first; only those of `kinds` if any are given."""
+        found: list[AuditEntry] = []
+        before: str | None = None
+        while len(found) < limit:
+            size = PAGE if kinds else min(PAGE, limit - len(found))
+            page = self.store.scan(SPACE, before=before, limit=size, reverse=True)
+            for _, data in page:
+                if not kinds or data.get("kind") in kinds:
+                    found.append(AuditEntry.from_dict(data))
+            if len(page) < size:
+                break
+            before = page[-1][0]
+            # A rare kind can mean reading the whole space: not in one go on the event loop.
+            await asyncio.sleep(0)
+        return found[:limit]

@@ -74,5 +74,6 @@ class ActuatorsConfig(Section):
     incident_severity: Severity = "severe"
     escalate_after: Duration = 300.0
     escalate_severity: Severity = "extreme"
-    # The journal is rewritten (compacted) once it holds this many records.
+    # Finished commands older than `keep_finished` are deleted once more than this many
+    # commands are kept, and again each time this many more have come.
     compact_after: Count = 5000

@@ -76,7 +76,7 @@ class CommandJob:
         return not self.final and not self.acked and self.state in ("queued", "sent", "timed_out")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, for the journal and the API (every field is a scalar, so not
+        """JSON-ready form, for the store and the API (every field is a scalar, so not
         dataclasses.asdict, whose deep copy costs over ten times as much on a barrier's way out)."""
         return {name: getattr(self, name) for name in _FIELDS}
 

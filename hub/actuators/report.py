@@ -1,6 +1,6 @@
 """What a command's changes tell the rest of the hub: the audit trail, the `command`
 measurement, the status of the rule's action, and the hub's own incident for a failing
-actuator. Called only once the change is durable in the journal."""
+actuator. Called only once the change is committed to the store."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ class Reporter:
             )
             if recorded is None or (recorded.status, recorded.detail) == (status, detail):
                 return
-        # The journal of commands makes this call again after a restart (reconcile), so the
+        # The commands in the store make this call again after a restart (reconcile), so the
         # rules need not save their whole state before telling others of it.
         self.rules.update_action(job.action_id, status, detail, restored=True)
 

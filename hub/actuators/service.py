@@ -1,16 +1,19 @@
 """Commands to actuators as persisted jobs: sent, resent with the same id, confirmed, timed out.
 
-Every change to a job is appended to the journal before anything acts on it: before the
-command is published, before an actuator's acknowledgement is acknowledged to the broker,
-before the audit trail, InfluxDB or the incidents hear of it. After a crash the hub reads the
-journal back and resends what was not acknowledged, with the same command id, so an actuator
-that deduplicates by id (the contract asks it to) executes each command once.
+Every change to a job is committed to the store (space `actuators.jobs`, by command id)
+before anything acts on it: before the command is published, before an actuator's
+acknowledgement is acknowledged to the broker, before the audit trail, InfluxDB or the
+incidents hear of it. The last state each actuator reported is kept beside them
+(`actuators.states`, by actuator id). After a crash the hub loads both and resends what was
+not acknowledged, with the same command id, so an actuator that deduplicates by id (the
+contract asks it to) executes each command once.
 
-The journal is fsynced before a command goes out, except for a rule's command: there the
-record is written (it survives the process being killed) and made durable before the reading
-that caused it is acknowledged to the broker. A power loss in between loses the record and
-keeps the reading, so the rule, deterministic, asks again for the command with the same id.
-That keeps the fsync off the way from a rising river to a closing barrier.
+An operator's command is durable (synced) before it goes out. A rule's command is only
+committed, which survives the process being killed; the rules' state save syncs the store
+before the reading that caused the command is acknowledged to the broker, and that sync
+covers this commit too. A power loss in between loses the command and keeps the reading, so
+the rule, deterministic, asks again for the command with the same id. That keeps the fsync
+off the way from a rising river to a closing barrier.
 """
 
 from __future__ import annotations
@@ -36,14 +39,16 @@ from hub.actuators.policy import confirmation, interlock, rate_limited
 from hub.actuators.report import SYSTEM_RULE, Reporter
 from hub.config.model import ApiToken
 from hub.inventory import Actuator, Inventory
-from hub.journal import Journal
 from hub.mqtt import Message, MqttError
 from hub.rules.events import ActionRequested, Incident
 from hub.rules.service import RuleService, rfc3339
 from hub.scheduler import Job
+from hub.store import Changes, Store
 
 log = logging.getLogger("hub.actuators")
 PUBLISH_TIMEOUT = 2.0
+JOBS = "actuators.jobs"  # command id -> CommandJob.to_dict()
+STATES = "actuators.states"  # actuator id -> {"state", "ts", "at"}, the last it reported
 
 
 class Mqtt(Protocol):
@@ -66,7 +71,8 @@ class ActuatorService:
         rules: RuleService,
         mqtt: Mqtt,
         reporter: Reporter,
-        data_dir: Path,
+        store: Store,
+        legacy_dir: Path | None = None,
         prefix: str = "hub",
         tokens: Sequence[ApiToken] = (),
         clock: Callable[[], int] = time.time_ns,
@@ -90,7 +96,7 @@ class ActuatorService:
         self._by_actuator: dict[str, list[J.CommandJob]] = {}
         self._by_action: dict[str, list[J.CommandJob]] = {}
         self.states: dict[str, dict[str, Any]] = {}  # actuator -> {"state", "ts", "at"}
-        self.journal = Journal(data_dir / "actuators" / "commands.jsonl")
+        self.store = store
         self._inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=10_000)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -100,8 +106,14 @@ class ActuatorService:
             "resend_every": int(config.resend_every * J.S),
             "done_timeout": int(config.done_timeout * J.S),
         }
+        # Finished jobs are pruned once this many are kept (see `_on_clock`).
+        self._prune_above = config.compact_after
+        if legacy_dir is not None:
+            self._import_legacy(legacy_dir / "actuators" / "commands.jsonl")
         self._load()
-        rules.before_ack.append(self.journal.sync)
+        # Nothing to add to the rules' `before_ack`: the rules sync this same store before
+        # they acknowledge a reading, and that sync makes a rule's command, committed
+        # unsynced on its way out, durable with their state.
 
     # -- the component ------------------------------------------------------------------------
 
@@ -130,7 +142,6 @@ class ActuatorService:
 
     async def run(self) -> None:
         """Handle acks and states, and the clock: resends, timeouts, expiry, escalation."""
-        await self.journal.open()
         await self._reconcile()
         while True:
             timeout = max(0.0, min(1.0, (self._next_due() - self.clock()) / J.S))
@@ -145,12 +156,12 @@ class ActuatorService:
             await self._on_clock()
 
     async def close(self) -> None:
-        """Nothing is buffered: every change is durable before it is acted on. A command the
-        broker has not acknowledged yet is sent again after the restart."""
+        """Nothing is buffered: every change is committed before it is acted on (the hub
+        syncs and closes the store). A command the broker has not acknowledged yet is sent
+        again after the restart."""
         for task in list(self._sending.values()):
             task.cancel()
         await asyncio.gather(*self._sending.values(), return_exceptions=True)
-        await self.journal.aclose()
 
     # -- making commands ----------------------------------------------------------------------
 
@@ -353,20 +364,20 @@ class ActuatorService:
         async with self._lock:
             now = self.clock()
             changed: list[J.CommandJob] = []
-            records: list[dict[str, Any]] = []
+            reported: list[str] = []  # actuators whose state changed
             for item in inbound:
-                changed += self._apply(item, now, records)
-            await self._persist(changed, records)
+                changed += self._apply(item, now, reported)
+            await self._persist(changed, reported)
         self.mqtt.ack(batch)
         for item in inbound:
             self.report.inbound(item, self.commands.get(item.command_id or ""))
         for job in dict.fromkeys(changed):
             self._after(job, job.actuator)
 
-    def _apply(self, item: Inbound, now: int, records: list[dict[str, Any]]) -> list[J.CommandJob]:
+    def _apply(self, item: Inbound, now: int, reported: list[str]) -> list[J.CommandJob]:
         if item.kind == "state":
             self.states[item.actuator] = {"state": item.state, "ts": item.ts, "at": now}
-            records.append({"state": {"actuator": item.actuator, **self.states[item.actuator]}})
+            reported.append(item.actuator)
             return [
                 j
                 for j in self.commands.values()
@@ -408,8 +419,8 @@ class ActuatorService:
         for job in changed:
             self._after(job, "hub")
         self._escalate()
-        if self.journal.records > self.config.compact_after:
-            await self._compact()
+        if len(self.commands) > self._prune_above:
+            await self._prune()
 
     def _incidents_at(self, actuator: Actuator) -> list[Incident]:
         return self.rules.engine.incidents(site=actuator.site) if actuator.site else []
@@ -429,14 +440,47 @@ class ActuatorService:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        for record in self.journal.read():
+    def _import_legacy(self, path: Path) -> None:
+        """Move the journal of an older hub into the store, once (at the first start after
+        the upgrade), then rename it `<name>.imported`."""
+        if not path.exists():
+            return
+        if self.store.count(JOBS) or self.store.count(STATES):
+            log.warning(
+                "actuators: %s left alone: the store already holds commands (remove the file)",
+                path,
+            )
+            return
+        jobs: dict[str, dict[str, Any]] = {}
+        states: dict[str, dict[str, Any]] = {}
+        for record in _legacy_records(path):  # later records of a job replace earlier ones
             if "job" in record:
-                job = J.CommandJob.from_dict(record["job"])
-                self._keep(job)
+                jobs[str(record["job"]["command_id"])] = record["job"]
             elif "state" in record:
                 state = dict(record["state"])
-                self.states[str(state.pop("actuator"))] = state
+                states[str(state.pop("actuator"))] = state
+        changes = Changes()
+        for cid, job in jobs.items():
+            changes.put(JOBS, cid, job)
+        for actuator, state in states.items():
+            changes.put(STATES, actuator, state)
+        self.store.commit(changes)
+        self.store.sync_now()  # durable before the only other copy is renamed away
+        path.rename(path.with_name(path.name + ".imported"))
+        log.info(
+            "actuators: imported %d commands and %d states from %s into %s",
+            len(jobs),
+            len(states),
+            path,
+            self.store.location,
+        )
+
+    def _load(self) -> None:
+        self.states = {str(a): dict(s) for a, s in self.store.load(STATES).items()}
+        loaded = [J.CommandJob.from_dict(d) for d in self.store.load(JOBS).values()]
+        # The indexes by actuator and by action are oldest first, as the jobs were made.
+        for job in sorted(loaded, key=lambda j: (j.issued_at, j.command_id)):
+            self._keep(job)
         live = sum(1 for j in self.commands.values() if not j.final)
         if self.commands:
             log.info(
@@ -444,29 +488,41 @@ class ActuatorService:
             )
 
     async def _persist(
-        self,
-        jobs: list[J.CommandJob],
-        records: list[dict[str, Any]] | None = None,
-        *,
-        sync: bool = True,
+        self, jobs: list[J.CommandJob], reported: Sequence[str] = (), *, sync: bool = True
     ) -> None:
-        out = list(records or [])
-        out += [{"job": j.to_dict()} for j in dict.fromkeys(jobs)]
-        await self.journal.append(out, sync=sync)
+        """Commit the jobs and the actuators' states as one; with `sync`, durable on return."""
+        changes = Changes()
+        for actuator in dict.fromkeys(reported):
+            changes.put(STATES, actuator, self.states[actuator])
+        for job in dict.fromkeys(jobs):
+            changes.put(JOBS, job.command_id, job.to_dict())
+        if sync:
+            await self.store.commit_durable(changes)
+        else:
+            self.store.commit(changes)
 
-    async def _compact(self) -> None:
+    async def _prune(self) -> None:
+        """Delete the finished jobs older than `keep_finished`, from memory and the store."""
         async with self._lock:
             keep_after = self.clock() - int(self.config.keep_finished * J.S)
-            kept = [j for j in self.commands.values() if not j.final or j.updated_at > keep_after]
-            self.commands, self._by_actuator, self._by_action = {}, {}, {}
-            for job in kept:
-                self._keep(job)
-            records = [{"state": {"actuator": a, **s}} for a, s in self.states.items()]
-            records += [{"job": j.to_dict()} for j in self.commands_list()]
-            await self.journal.rewrite(records)
+            gone = [j for j in self.commands.values() if j.final and j.updated_at <= keep_after]
+            if gone:
+                changes = Changes()
+                for job in gone:
+                    changes.delete(JOBS, job.command_id)
+                # Not synced: a pruned job that a power loss brings back is pruned again.
+                self.store.commit(changes)
+                ids = {j.command_id for j in gone}
+                kept = [j for j in self.commands.values() if j.command_id not in ids]
+                self.commands, self._by_actuator, self._by_action = {}, {}, {}
+                for job in kept:
+                    self._keep(job)
+            # Jobs younger than `keep_finished` stay: the next look is once this many more
+            # have come, not at every tick of the clock.
+            self._prune_above = len(self.commands) + self.config.compact_after
 
     async def _reconcile(self) -> None:
-        """After a start: incidents and actions reflect the journal, even if a crash came
+        """After a start: incidents and actions reflect the store, even if a crash came
         between persisting a change and telling the rules about it."""
         latest: dict[str, J.CommandJob] = {}
         for job in self.commands_list():
@@ -483,16 +539,8 @@ class ActuatorService:
         self.report.changed(job, actor, self._siblings(job))
 
     def _keep(self, job: J.CommandJob) -> None:
-        """Keep a job (new, or read back from the journal, which holds them oldest first)."""
-        known = self.commands.get(job.command_id)
+        """Keep a job not kept yet (new, or loaded from the store, oldest first)."""
         self.commands[job.command_id] = job
-        if known is not None:  # a later record of the same job: the index holds the old one
-            for index in (
-                self._by_actuator.get(job.actuator, []),
-                self._by_action.get(job.action_id or "", []),
-            ):
-                index[:] = [job if j.command_id == job.command_id else j for j in index]
-            return
         self._by_actuator.setdefault(job.actuator, []).append(job)
         if job.action_id is not None:
             self._by_action.setdefault(job.action_id, []).append(job)
@@ -505,3 +553,17 @@ class ActuatorService:
         return sorted(
             self._by_action.get(job.action_id, [job]), key=lambda j: (j.issued_at, j.command_id)
         )
+
+
+def _legacy_records(path: Path) -> list[dict[str, Any]]:
+    """The records of an older hub's journal of commands (JSON lines), oldest first."""
+    found: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            found.append(dict(orjson.loads(line)))
+        except orjson.JSONDecodeError:
+            # A crash can tear the last line only, and what it held was never acted on.
+            log.warning("actuators: %s:%d: skipped an unreadable record", path, number)
+    return found

@@ -247,11 +247,9 @@ async def _audit(request: web.Request, _actor: str) -> web.StreamResponse:
         return error(400, "'limit' must be a whole number")
     if not 1 <= limit <= 10_000:
         return error(400, "'limit' must be between 1 and 10000")
-    kinds = _split(request, "kind")
-    recent = reversed(request.app[ROOM].hub.audit.recent)
-    entries = [e for e in recent if not kinds or e.kind in kinds]
+    entries = await request.app[ROOM].hub.audit.entries(limit, _split(request, "kind"))
     return web.json_response(
-        {"entries": [{**e.to_dict(), "ts": rfc3339(e.ts_ns)} for e in entries[:limit]]}
+        {"entries": [{**e.to_dict(), "ts": rfc3339(e.ts_ns)} for e in entries]}
     )
 
 

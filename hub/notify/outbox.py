@@ -1,29 +1,33 @@
-"""The delivery outbox: every message accepted for delivery, kept on disk until delivered.
+"""The delivery outbox: every message accepted for delivery, kept in the store until delivered.
 
-A journal of JSON lines, appended and flushed to the operating system on each change, so a
-SIGKILL loses nothing that was accepted (fsync follows in the background, and before an
-action is reported as handed over). One note per incident, state and channel: its key is
-the deduplication key, so a message delivered is never accepted, and so never sent, again.
+Each note is a document of the store (space `notify.notes`, by note key), committed on each
+change, so a SIGKILL loses nothing that was accepted; the notifier syncs the store soon after
+(and the rules' sync before they acknowledge a reading covers it too). One note per incident,
+state and channel: its key is the deduplication key, so a message delivered is never
+accepted, and so never sent, again. Archived incidents (space `notify.archived`, by incident
+id, the time they were archived) leave the CAP feed. Delivered notes and archived incidents
+are deleted once they are older than `keep`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
-from hub.statefile import write_atomic
+from hub.store import Changes, Store
 
 log = logging.getLogger("hub.notify")
 
 PENDING, SENT, GIVEN_UP = "pending", "sent", "given_up"
-_COMPACT_EVERY = 2000  # journal lines between rewrites
+NOTES = "notify.notes"  # note key -> Note.to_dict()
+ARCHIVED = "notify.archived"  # incident id -> when it was archived (seconds since the epoch)
+_PRUNE_EVERY = 2000  # changes between looks for what is past keeping
 
 
 def note_key(incident_id: str, state: str, channel: str) -> str:
@@ -61,98 +65,70 @@ class Note:
 
 
 class Outbox:
-    """Notes by key, with a journal on disk; single-threaded (the event loop's)."""
+    """Notes by key, kept in the store; single-threaded (the event loop's)."""
 
-    def __init__(self, path: Path, *, keep: float, clock: Callable[[], float]) -> None:
-        self.path = path
+    def __init__(
+        self,
+        store: Store,
+        *,
+        keep: float,
+        clock: Callable[[], float],
+        legacy_path: Path | None = None,
+    ) -> None:
+        self.store = store
         self.keep = keep
         self.clock = clock
-        self.notes: dict[str, Note] = {}
-        self.archived: dict[str, float] = {}  # incident id -> when it was archived
-        self._seq = 0
-        self._lines = 0
-        self._dirty = False
-        self._load()
-        self._compact()
-        self._file: IO[bytes] = path.open("ab")
-
-    # -- disk ---------------------------------------------------------------------------------
-
-    def _load(self) -> None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        for line in raw.splitlines():
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                # Only the last line can be torn (a crash mid-append); it was never accepted.
-                log.warning("notify: skipping a torn line in %s", self.path)
-                continue
-            self._apply(record)
-
-    def _apply(self, record: dict[str, Any]) -> None:
-        op = record["op"]
-        if op == "put":
-            note = Note(**record["note"])
-            self.notes[note.key] = note
-            self._seq = max(self._seq, note.seq)
-        elif op == "done":
-            note_or_none = self.notes.get(record["key"])
-            if note_or_none is not None:
-                note_or_none.status = record["status"]
-                note_or_none.done_at = record["at"]
-                note_or_none.error = record.get("error")
-        elif op == "archived":
-            self.archived[record["incident"]] = record["at"]
-
-    def _compact(self) -> None:
-        """Rewrite the journal as the current notes, dropping what is past keeping."""
-        horizon = self.clock() - self.keep
-        self.notes = {
-            k: n
-            for k, n in self.notes.items()
-            if n.status == PENDING or (n.done_at or n.created) >= horizon
+        if legacy_path is not None:
+            import_legacy(store, legacy_path)
+        notes = [Note(**d) for d in store.load(NOTES).values()]
+        # In order of acceptance, as they were accepted: the CAP feed lists them so.
+        self.notes: dict[str, Note] = {n.key: n for n in sorted(notes, key=lambda n: n.seq)}
+        self.archived: dict[str, float] = {
+            str(i): float(at) for i, at in store.load(ARCHIVED).items()
         }
-        self.archived = {i: at for i, at in self.archived.items() if at >= horizon}
-        lines = [orjson.dumps({"op": "put", "note": n.to_dict()}) for n in self.notes.values()]
-        lines += [
-            orjson.dumps({"op": "archived", "incident": i, "at": at})
-            for i, at in self.archived.items()
+        self._seq = max((n.seq for n in notes), default=0)
+        self._changes = 0
+        self.prune()
+
+    # -- the store ----------------------------------------------------------------------------
+
+    def _commit(self, changes: Changes) -> None:
+        # Committed is kept through a SIGKILL of this process; syncs are the notifier's.
+        self.store.commit(changes)
+        self._changes += 1
+
+    def prune(self) -> None:
+        """Delete the delivered notes and archived incidents that are past keeping."""
+        horizon = self.clock() - self.keep
+        old = [
+            k
+            for k, n in self.notes.items()
+            if n.status != PENDING and (n.done_at or n.created) < horizon
         ]
-        write_atomic(self.path, b"".join(line + b"\n" for line in lines))
-        self._lines = len(lines)
+        gone = [i for i, at in self.archived.items() if at < horizon]
+        self._changes = 0
+        if not old and not gone:
+            return
+        changes = Changes()
+        for key in old:
+            changes.delete(NOTES, key)
+        for iid in gone:
+            changes.delete(ARCHIVED, iid)
+        self.store.commit(changes)
+        for key in old:
+            del self.notes[key]
+        for iid in gone:
+            del self.archived[iid]
 
-    def _append(self, record: dict[str, Any]) -> None:
-        self._file.write(orjson.dumps(record) + b"\n")
-        # In the operating system's hands now: a SIGKILL of this process cannot lose it.
-        self._file.flush()
-        self._dirty = True
-        self._lines += 1
-
-    def sync(self) -> None:
-        """fsync the journal (blocking, and safe to run in a thread beside appends)."""
-        if self._dirty:
-            self._dirty = False
-            os.fsync(self._file.fileno())
-
-    def compact_if_long(self) -> None:
-        """Rewrite the journal when it grew long (on the event loop: appends must wait)."""
-        if self._lines > len(self.notes) + _COMPACT_EVERY:
-            self._file.close()
-            self._compact()
-            self._file = self.path.open("ab")
-
-    def close(self) -> None:
-        """fsync and close the journal."""
-        self.sync()
-        self._file.close()
+    def prune_if_due(self) -> None:
+        """Prune once enough changed since the last time (a look costs a pass over the notes)."""
+        if self._changes >= _PRUNE_EVERY:
+            self.prune()
 
     # -- notes --------------------------------------------------------------------------------
 
     def accept(self, note: Note) -> bool:
-        """Keep `note` for delivery; False if its key was accepted already.
+        """Keep `note` for delivery (committed on return); False if its key was accepted already.
 
         A pending note of the hub's own text takes a rule's text for the same change (its
         on_clear notify comes just after the clearing itself).
@@ -165,23 +141,24 @@ class Outbox:
                 old, text=note.text, event=note.event, cap=note.cap, origin=note.origin
             )
         else:
-            self._seq += 1
-            note.seq = self._seq
+            note.seq = self._seq + 1
+        self._commit(Changes().put(NOTES, note.key, note.to_dict()))
+        self._seq = max(self._seq, note.seq)
         self.notes[note.key] = note
-        self._append({"op": "put", "note": note.to_dict()})
         return old is None
 
     def finish(self, note: Note, status: str, error: str | None = None) -> None:
         """Mark a note delivered (`sent`) or given up; it is kept for deduplication."""
-        note.status, note.done_at, note.error = status, self.clock(), error
-        self._append({"op": "done", "key": note.key, "status": status, "at": note.done_at,
-                      "error": error})  # fmt: skip
+        done = dataclasses.replace(note, status=status, done_at=self.clock(), error=error)
+        self._commit(Changes().put(NOTES, note.key, done.to_dict()))
+        note.status, note.done_at, note.error = done.status, done.done_at, done.error
 
     def archive(self, incident_id: str) -> None:
         """The incident was archived: its alerts leave the CAP feed."""
         if incident_id not in self.archived:
-            self.archived[incident_id] = self.clock()
-            self._append({"op": "archived", "incident": incident_id, "at": self.clock()})
+            at = self.clock()
+            self._commit(Changes().put(ARCHIVED, incident_id, at))
+            self.archived[incident_id] = at
 
     def pending(self, channel: str) -> list[Note]:
         """The channel's notes waiting for delivery, oldest first."""
@@ -192,3 +169,54 @@ class Outbox:
         """Every note kept for an incident, in order of acceptance."""
         found = [n for n in self.notes.values() if n.incident_id == incident_id]
         return iter(sorted(found, key=lambda n: n.seq))
+
+
+def import_legacy(store: Store, path: Path) -> None:
+    """Move an older hub's outbox file into the store, once (at the first start after the
+    upgrade), then rename it `<name>.imported`."""
+    if not path.exists():
+        return
+    if store.count(NOTES) or store.count(ARCHIVED):
+        log.warning("notify: %s left alone: the store already holds notes (remove the file)", path)
+        return
+    notes, archived = _read_legacy(path)
+    changes = Changes()
+    for key, note in notes.items():
+        changes.put(NOTES, key, note)
+    for iid, at in archived.items():
+        changes.put(ARCHIVED, iid, at)
+    store.commit(changes)
+    store.sync_now()  # durable before the only other copy is renamed away
+    path.rename(path.with_name(path.name + ".imported"))
+    log.info(
+        "notify: imported %d notes and %d archived incidents from %s into %s",
+        len(notes),
+        len(archived),
+        path,
+        store.location,
+    )
+
+
+def _read_legacy(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """Notes by key and archived incidents of an older hub's outbox (JSON lines of changes)."""
+    notes: dict[str, dict[str, Any]] = {}
+    archived: dict[str, float] = {}
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            # Only the last line can be torn (a crash mid-append); it was never accepted.
+            log.warning("notify: skipping a torn line in %s", path)
+            continue
+        op = record["op"]
+        if op == "put":
+            notes[record["note"]["key"]] = dict(record["note"])
+        elif op == "done" and record["key"] in notes:
+            notes[record["key"]].update(
+                status=record["status"], done_at=record["at"], error=record.get("error")
+            )
+        elif op == "archived":
+            archived[record["incident"]] = record["at"]
+    return notes, archived

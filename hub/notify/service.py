@@ -3,8 +3,9 @@
 Notify actions (through the dispatcher) name the channels told of an incident; those
 channels are then told of its acknowledgement and its clearing (through the rule service's
 listener). Each change reaches each channel once: notes are keyed by incident, state and
-channel in the persisted outbox. One loop per channel delivers, grouping what comes due
-together, within the channel's rate limit, retrying with backoff until `give_up_after`.
+channel in the outbox, which the store keeps. One loop per channel delivers, grouping what
+comes due together, within the channel's rate limit, retrying with backoff until
+`give_up_after`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from hub.notify.text import fill, summary
 from hub.notify.web import CapRoutes
 from hub.rules.events import ActionRequested
 from hub.scheduler import Job
+from hub.store import Store
 
 log = logging.getLogger("hub.notify")
 
@@ -81,7 +83,8 @@ class Notifier:
         self,
         config: NotifyConfig,
         *,
-        data_dir: Path,
+        store: Store,
+        legacy_dir: Path | None = None,
         audit: AuditLog,
         publisher: Publisher,
         inventory: Inventory | None = None,
@@ -94,7 +97,9 @@ class Notifier:
         self.audit = audit
         self.inventory = inventory
         self.clock = clock
-        self.outbox = Outbox(data_dir / "notify-outbox.jsonl", keep=config.keep, clock=clock)
+        self.store = store
+        legacy = legacy_dir / "notify-outbox.jsonl" if legacy_dir is not None else None
+        self.outbox = Outbox(store, keep=config.keep, clock=clock, legacy_path=legacy)
         self.given_up = 0
         self._incidents: dict[str, dict[str, Any]] = {}
         self._stopping = False
@@ -145,7 +150,7 @@ class Notifier:
             self._done.set()
 
     async def close(self, grace: float = 15.0) -> None:
-        """Let deliveries in flight finish (up to `grace` s), then sync and close the outbox."""
+        """Let deliveries in flight finish (up to `grace` s), then sync what they changed."""
         self._stopping = True
         for wake in self._wake.values():
             wake.set()
@@ -159,13 +164,13 @@ class Notifier:
                 for task in self._tasks:
                     task.cancel()
                 await self._done.wait()
-        await asyncio.to_thread(self.outbox.close)
+        await self.store.sync()
         await self._http.close()
 
     # -- input --------------------------------------------------------------------------------
 
     async def execute(self, action: ActionRequested) -> None:
-        """A notify action: accept a note per channel; returns once they are on disk."""
+        """A notify action: accept a note per channel; returns once they are committed."""
         state = _state_of(action.step)
         channels = [str(c) for c in action.params.get("channels", ())]
         log.info(
@@ -193,7 +198,9 @@ class Notifier:
             self._accept(
                 channel, incident, state=state, event=event, message=message, origin="action"
             )
-        await asyncio.to_thread(self.outbox.sync)
+        # No sync on the way to the next action (a barrier's command, maybe): the store keeps
+        # commits in order, so the rules' note that this action was handed over, committed
+        # after these notes, cannot outlive them through a power loss.
 
     def on_incident(self, event: dict[str, Any]) -> None:
         """The rule service's listener: tell the incident's channels of its changes."""
@@ -395,12 +402,12 @@ class Notifier:
         )
 
     async def _sync_forever(self) -> None:
-        """fsync the journal soon after each change (it is flushed to the OS at once)."""
+        """Sync the store soon after each change (each is committed at once)."""
         while not self._stopping:
             await self._dirty.wait()
             self._dirty.clear()
-            await asyncio.to_thread(self.outbox.sync)
-            self.outbox.compact_if_long()
+            await self.store.sync()
+            self.outbox.prune_if_due()
 
     def _update_gauge(self) -> None:
         PENDING_NOTES.set(sum(1 for n in self.outbox.notes.values() if n.status == PENDING))

@@ -1,28 +1,31 @@
 """The rule engine at work: readings in, incidents published and stored, actions dispatched.
 
 Safety comes from two rules. A reading's MQTT message is acknowledged only once the engine's
-state that reflects it is on disk (fsynced), so the broker keeps every reading whose effect
-could still be lost. And no event leaves the process before it is written down, so a hub
-killed after dispatching an event knows that it did. Two files keep the second cheap on the
-way from a reading to a barrier command:
+state that reflects it is durable (committed to the store and synced), so the broker keeps
+every reading whose effect could still be lost. And no event leaves the process before it is
+committed, so a hub killed after dispatching an event knows that it did. Two spaces of the
+store keep the second cheap on the way from a reading to a barrier command:
 
-- the journal (`rules-events.jsonl`): each event is appended, with a sequence number, before
-  it is dispatched, and a note once it is. These writes are not fsynced: they survive the
-  process being killed, and after a power loss what they held is derived again (below);
-- the state (`rules-state.json`): the engine's snapshot, the events not yet dispatched, and
-  the last sequence number it covers, written atomically by a periodic job (and at drain).
+- `rules.events`, the journal: each event is committed under its sequence number before it
+  is dispatched, and a note (`rules.state` / `dispatched`) once it is. These commits are not
+  synced: they survive the process being killed, and after a power loss what they held is
+  derived again (below);
+- `rules.state` / `snapshot`: the engine's snapshot, the events not yet dispatched, and the
+  last sequence number it covers, saved by a periodic job (and at drain). The same commit
+  deletes the journal's events that the snapshot covers, and the sync that follows makes
+  both durable before any reading is acknowledged.
 
-After a crash the hub restarts from the last state and queues again the journal's events that
-came after it and were not dispatched. The broker delivers again the readings the state does
-not reflect, and the engine (deterministic) emits the same events with the same ids once more.
-An action found in the journal is not asked for twice; incident events go out again, which
-costs nothing (a retained message and a stored point are replaced, notifications are keyed)
-and brings back what the killed process held in memory only. Had a power loss taken the
-journal, the actions are dispatched again, and the executors deduplicate by id: a barrier
-command's id comes from its action's id.
+After a crash the hub restarts from the last snapshot and queues again the journal's events
+that came after it and were not dispatched. The broker delivers again the readings the
+snapshot does not reflect, and the engine (deterministic) emits the same events with the same
+ids once more. An action found in the journal is not asked for twice; incident events go out
+again, which costs nothing (a retained message and a stored point are replaced,
+notifications are keyed) and brings back what the killed process held in memory only. Had a
+power loss taken the unsynced journal, the actions are dispatched again, and the executors
+deduplicate by id: a barrier command's id comes from its action's id.
 
 Events that stem from something the broker will not deliver again (an operator's
-acknowledgement, a detection result, a rule reload) wait for a full state write instead,
+acknowledgement, a detection result, a rule reload) wait for a durable snapshot instead,
 unless their caller restores them itself at start (the actuators reconcile their commands).
 """
 
@@ -43,19 +46,26 @@ from hub.actions import ActionDispatcher
 from hub.config.paths import collect_files
 from hub.ingest.validate import Reading
 from hub.inventory import Inventory
-from hub.journal import Journal
 from hub.rules.check import check_rules
 from hub.rules.engine.core import Engine
 from hub.rules.events import ActionRequested, Event, IncidentNotFoundError, event_to_dict
 from hub.rules.model import RuleSet
-from hub.statefile import read_state, write_atomic
 from hub.storage.line import point_line
+from hub.store import Changes, Store, StoreError, seq_key
 
 log = logging.getLogger("hub.rules")
 
-STATE_VERSION = 2
-# Past this many records the journal is rewritten with only what the state does not cover.
-JOURNAL_COMPACT = 5000
+STATE = "rules.state"  # SNAPSHOT and DISPATCHED
+SNAPSHOT = "snapshot"  # {"version", "engine", "outbox": [[seq, event], ...], "seq"}
+DISPATCHED = "dispatched"  # {"seq": the last event handed on}
+EVENTS = "rules.events"  # seq_key(seq) -> an event, journalled before it is handed on
+STATE_VERSION = 3  # 1 and 2 were files, read only by the import of an older hub's files
+# An event the store could not record waits this long before the next try, doubling up to
+# RETRY_MAX: a full disk is not fixed in milliseconds, and each try writes a line to the log.
+RETRY_FIRST = 0.1
+RETRY_MAX = 5.0
+LEGACY_STATE = "rules-state.json"
+LEGACY_JOURNAL = "rules-events.jsonl"
 
 
 class Publisher(Protocol):
@@ -88,20 +98,93 @@ def incident_payload(incident: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _record_seq(record: dict[str, Any]) -> int:
-    """The sequence number a journal record is about: an event's, or the last one done."""
-    return int(record["seq"] if "seq" in record else record["done"])
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """An older hub's journal: its complete records; a line torn by a crash is skipped."""
+    records: list[dict[str, Any]] = []
+    for line in path.read_bytes().splitlines():
+        try:
+            records.append(dict(orjson.loads(line)))
+        except orjson.JSONDecodeError:
+            continue
+    return records
+
+
+def import_legacy(store: Store, folder: Path) -> None:
+    """Bring an older hub's rules state and journal files into an empty store, once.
+
+    The files are renamed `<name>.imported` once the store holds their content durably.
+    """
+    state_file, journal_file = folder / LEGACY_STATE, folder / LEGACY_JOURNAL
+    found = [path for path in (state_file, journal_file) if path.exists()]
+    if not found:
+        return
+    if store.count(STATE) or store.count(EVENTS):
+        log.warning(
+            "rules: %s not imported: %s holds the rules' state already",
+            " and ".join(map(str, found)),
+            store.location,
+        )
+        return
+    changes = Changes()
+    covered = 0
+    imported: list[str] = []
+    if state_file.exists():
+        state = orjson.loads(state_file.read_bytes())
+        if state.get("version") not in (1, 2):  # 1: before the journal
+            raise RuntimeError(
+                f"{state_file}: state version {state.get('version')!r}, this hub imports 1 "
+                "and 2; move the file away to start afresh"
+            )
+        covered = int(state.get("seq", 0))
+        # The files kept the outbox's events without their numbers. Numbered as the state's
+        # last event, they stay queued unless the journal notes that number dispatched, which
+        # is how the older hub read them; version 1 kept no number, and 1 keeps them queued.
+        number = max(covered, 1)
+        outbox = [[number, event] for event in state.get("outbox", [])]
+        changes.put(
+            STATE,
+            SNAPSHOT,
+            {
+                "version": STATE_VERSION,
+                "engine": state.get("engine"),
+                "outbox": outbox,
+                "seq": covered,
+            },
+        )
+        imported.append(f"{state_file.name} (up to event {covered}, {len(outbox)} undispatched)")
+    if journal_file.exists():
+        records = _read_jsonl(journal_file)
+        events = [rec for rec in records if "seq" in rec and int(rec["seq"]) > covered]
+        for record in events:
+            changes.put(EVENTS, seq_key(int(record["seq"])), record["event"])
+        done = max((int(rec["done"]) for rec in records if "done" in rec), default=0)
+        if done:
+            changes.put(STATE, DISPATCHED, {"seq": done})
+        imported.append(
+            f"{journal_file.name} ({len(events)} events after the state, dispatched up to {done})"
+        )
+    if changes:
+        store.commit(changes)
+        store.sync_now()
+    for path in found:
+        path.replace(path.with_name(f"{path.name}.imported"))
+    log.info(
+        "rules: imported %s into %s; the files are renamed *.imported",
+        " and ".join(imported),
+        store.location,
+    )
 
 
 class RuleService:
-    """Owns the engine, its state file, its outbox, and the acknowledgements it gates."""
+    """Owns the engine, its state in the store, its outbox, and the acknowledgements it gates."""
 
     def __init__(
         self,
         rules: RuleSet,
         inventory: Inventory,
         *,
-        state_path: Path,
+        store: Store,
+        legacy_dir: Path | None = None,
         publisher: Publisher,
         sink: Sink,
         dispatcher: ActionDispatcher,
@@ -111,7 +194,7 @@ class RuleService:
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.inventory = inventory
-        self.state_path = state_path
+        self.store = store
         self.publisher = publisher
         self.sink = sink
         self.dispatcher = dispatcher
@@ -122,12 +205,13 @@ class RuleService:
         # Events not yet dispatched, each with its sequence number.
         self._outbox: list[tuple[int, dict[str, Any]]] = []
         self._seq = 0  # the last sequence number given to an event
-        self._on_disk = 0  # events up to this number are in the journal or the state
-        self._state_seq = 0  # events up to this number are reflected in the saved state
+        self._on_disk = 0  # events up to this number are in the journal or the snapshot
+        self._state_seq = 0  # events up to this number are reflected in the durable snapshot
         self._needs_state = 0  # the last event the broker will not bring about again
-        self._outbox_saved = True  # the saved state's outbox is the one in memory
-        self._journal = Journal(state_path.with_name("rules-events.jsonl"))
-        self._journal_tail: list[dict[str, Any]] = []  # journal records the state lacks
+        # The saved snapshot lacks what `engine.dirty` does not show: the outbox changed,
+        # or the last save failed after the snapshot marked the engine clean.
+        self._stale = False
+        self._save_failing = False  # the periodic save failed last time (logged once)
         self._replayed: set[str] = set()  # ids of journalled actions the engine may ask again
         self._held: list[object] = []  # tokens of durable readings, waiting for the state
         self._dispatch_ready = asyncio.Event()
@@ -142,9 +226,19 @@ class RuleService:
         # acknowledged: each makes durable what its owner did, unsynced, for those readings.
         self.before_ack: list[Callable[[], Awaitable[None]]] = []
         self._rule_files_seen = self._stat_rule_files()
-        state = self._load()
-        self.engine = Engine(rules, inventory, state.get("engine") if state else None)
-        self._restore(state)
+        if legacy_dir is not None:
+            import_legacy(store, legacy_dir)
+        saved = store.load(STATE)
+        snapshot = saved.get(SNAPSHOT)
+        if snapshot is not None and snapshot.get("version") != STATE_VERSION:
+            raise RuntimeError(
+                f"{store.location}: the rules' state ({STATE}) has version "
+                f"{snapshot.get('version')!r}, this hub reads {STATE_VERSION}; run the hub "
+                f"that wrote it, or delete the spaces {STATE} and {EVENTS} to start the rules "
+                "afresh"
+            )
+        self.engine = Engine(rules, inventory, snapshot["engine"] if snapshot else None)
+        self._restore(snapshot, saved.get(DISPATCHED))
         self._republish = True
         metrics.RULES_LOADED.set(len(rules))
         metrics.RULES_VALID.set(1)
@@ -153,97 +247,98 @@ class RuleService:
 
     # -- state ----------------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, Any] | None:
-        raw = read_state(self.state_path)
-        if raw is None:
-            return None
-        state = orjson.loads(raw)
-        if state.get("version") not in (1, STATE_VERSION):  # 1: no journal yet
-            raise RuntimeError(
-                f"{self.state_path}: state version {state.get('version')!r}, this hub reads "
-                f"{STATE_VERSION}; move the file away to start afresh"
-            )
-        return dict(state)
-
-    def _restore(self, state: dict[str, Any] | None) -> None:
-        """The outbox from the state, then the journal's events that came after it."""
-        covered = int(state.get("seq", 0)) if state else 0
-        if state:
-            self._outbox = [(covered, event) for event in state.get("outbox", [])]
-        records = self._journal.read()
-        done = max((int(r["done"]) for r in records if "done" in r), default=-1)
-        if done >= covered:
-            self._outbox = []  # dispatched once the state was saved (or while it was)
-        for record in records:
-            if "seq" not in record or int(record["seq"]) <= covered:
-                continue
-            seq = int(record["seq"])
-            self._journal_tail.append(record)
-            if seq > done:
-                self._outbox.append((seq, record["event"]))
-            if record["event"]["event"] == ActionRequested.name:
-                self._replayed.add(record["event"]["action_id"])
+    def _restore(self, snapshot: dict[str, Any] | None, dispatched: dict[str, Any] | None) -> None:
+        """The outbox: the snapshot's, then the journal's later events, less those dispatched."""
+        covered = int(snapshot["seq"]) if snapshot else 0
+        done = int(dispatched["seq"]) if dispatched else 0
+        if snapshot:
+            self._outbox = [(int(seq), event) for seq, event in snapshot["outbox"]]
+        journalled = 0
+        for key, event in self.store.load(EVENTS).items():
+            seq = int(key)
+            if seq <= covered:
+                continue  # in the snapshot: brought back by a `hub store restore` of a copy
+            journalled += 1
+            self._outbox.append((seq, event))
+            if event["event"] == ActionRequested.name:
+                self._replayed.add(event["action_id"])
+        self._outbox = [(seq, event) for seq, event in self._outbox if seq > done]
         self._seq = self._on_disk = self._state_seq = self._needs_state = max(
-            [covered, done, *(_record_seq(r) for r in self._journal_tail)]
+            [covered, done, *(seq for seq, _ in self._outbox)]
         )
         if self._outbox:
             self._idle.clear()
-        if state or self._outbox:
+        if snapshot or journalled:
             log.info(
-                "rules: restored state from %s (%d incidents, %d events to dispatch, %d of "
-                "them from the journal)",
-                self.state_path,
+                "rules: restored state from %s (%d incidents, %d events to dispatch, %d "
+                "journalled after the snapshot)",
+                self.store.location,
                 len(self.engine.incidents()),
                 len(self._outbox),
-                len(self._journal_tail),
+                journalled,
             )
 
     async def persist(self) -> None:
-        """Write the engine's state and the outbox, then acknowledge what that state covers."""
+        """Save the engine's state and the outbox durably, then acknowledge what it covers.
+
+        One commit holds the snapshot and deletes the journal's events it covers. If any
+        step fails, the held readings stay held for the next save.
+        """
         async with self._write_lock:
-            covered, self._held = self._held, []
+            held, self._held = self._held, []
             seq = self._seq
-            data = orjson.dumps(
-                {
+            try:
+                start = time.perf_counter()
+                snapshot = {
                     "version": STATE_VERSION,
                     "engine": self.engine.snapshot(encoded=True),
-                    "outbox": [event for _, event in self._outbox],
+                    "outbox": [[n, event] for n, event in self._outbox],
                     "seq": seq,
                 }
-            )
-            self._outbox_saved = True
-            start = time.perf_counter()
-            write = asyncio.ensure_future(asyncio.to_thread(write_atomic, self.state_path, data))
-            try:
-                await asyncio.shield(write)
-            except asyncio.CancelledError:
-                # The thread writes on regardless; holding the lock until it is done keeps a
-                # second writer (the drain at shutdown) off the same temporary file.
-                await write
+                self._stale = False
+                self.store.commit(
+                    Changes().put(STATE, SNAPSHOT, snapshot).delete_range(EVENTS, "", seq_key(seq))
+                )
+                self._on_disk = max(self._on_disk, seq)
+                await self.store.sync()
+                metrics.STATE_PERSIST.observe(time.perf_counter() - start)
+                self._state_seq = seq
+                # Counting open incidents walks them all (0.1 ms for 1,500): done here, after
+                # every change of the engine's state, rather than at each event on a
+                # barrier's way out.
+                metrics.INCIDENTS_OPEN.set(self.engine.open_count())
+                for barrier in self.before_ack:
+                    await barrier()
+            except BaseException:
+                self._held[:0] = held
+                self._stale = True
                 raise
-            metrics.STATE_PERSIST.observe(time.perf_counter() - start)
-            # Counting open incidents walks them all (0.1 ms for 1,500): done here, after every
-            # change of the engine's state, rather than at each event on a barrier's way out.
-            metrics.INCIDENTS_OPEN.set(self.engine.open_count())
-            self._state_seq = seq
-            self._on_disk = max(self._on_disk, seq)
-            self._journal_tail = [r for r in self._journal_tail if _record_seq(r) > seq]
-            if self._journal.records > JOURNAL_COMPACT:
-                await self._journal.rewrite(lambda: list(self._journal_tail))
-            for barrier in self.before_ack:
-                await barrier()
-        for token in covered:
+        for token in held:
             self._ack(token)
 
     async def persist_if_needed(self) -> None:
-        """The periodic job: write only when something changed or acknowledgements wait."""
-        if self.engine.dirty or self._held or not self._outbox_saved:
-            try:
-                await self.persist()
-            except asyncio.CancelledError:
-                # Shutdown cancels the clock's jobs; the drain saves the state once more, so
-                # a cancelled periodic save is not an error worth a traceback in the log.
-                return
+        """The periodic job: save only when something changed or acknowledgements wait."""
+        if not (self.engine.dirty or self._held or self._stale):
+            return
+        try:
+            await self.persist()
+        except asyncio.CancelledError:
+            # Shutdown cancels the clock's jobs; the drain saves the state once more, so a
+            # cancelled periodic save is not an error worth a traceback in the log.
+            return
+        except (StoreError, OSError) as exc:
+            # Five tries a second: one line when saving stops working, one when it works again.
+            if not self._save_failing:
+                log.error(  # noqa: TRY400 - the store's message names the cause
+                    "rules: state not saved, %d readings wait for their acknowledgement: %s",
+                    len(self._held),
+                    exc,
+                )
+            self._save_failing = True
+            return
+        if self._save_failing:
+            self._save_failing = False
+            log.info("rules: state saved again")
 
     def hold(self, tokens: Iterable[object]) -> None:
         """Acknowledge these once the engine's state that reflects their readings is saved.
@@ -343,7 +438,7 @@ class RuleService:
             self._outbox.append((self._seq, event_to_dict(event)))
         if not replayed:
             self._needs_state = self._seq
-        self._outbox_saved = False
+        self._stale = True
         self._idle.clear()
         self._dispatch_ready.set()
         self._update_gauges()
@@ -354,8 +449,8 @@ class RuleService:
     # -- output -------------------------------------------------------------------------------
 
     async def dispatch_forever(self) -> None:
-        """Make events durable, then hand each on; remove it once handed on."""
-        await self._journal.open()
+        """Commit events to the store, then hand each on; note once they are handed on."""
+        failures = 0
         while True:
             if self._republish:
                 self._republish = False
@@ -366,11 +461,25 @@ class RuleService:
                 await self._dispatch_ready.wait()
                 continue
             batch = list(self._outbox)
-            # Nothing leaves the process before it is on disk.
-            if self._needs_state > self._state_seq:
-                await self.persist()
-            else:
-                await self._append_to_journal(batch)
+            # Nothing leaves the process before the store holds it.
+            try:
+                if self._needs_state > self._state_seq:
+                    await self.persist()
+                else:
+                    self._journal(batch)
+            except (StoreError, OSError) as exc:
+                failures += 1
+                delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+                log.error(  # noqa: TRY400 - the store's message names the cause
+                    "rules: %d events wait, not handed on before the store holds them: %s; "
+                    "trying again in %.1fs",
+                    len(batch),
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
             # A barrier command must not wait behind the broker's acknowledgement of an
             # incident's retained state, so actions go first.
             events = [event for _, event in batch]
@@ -383,24 +492,34 @@ class RuleService:
                     # incidents' retained state is published again at the next start.
                     log.exception("rules: could not dispatch %s", event.get("event"))
             del self._outbox[: len(batch)]
-            self._outbox_saved = False  # the periodic save records the removal...
+            self._stale = True  # the periodic save records the removal...
             self._update_gauges()
             # ...and this note keeps a SIGKILL before that save from sending them again.
-            done = {"done": batch[-1][0]}
-            self._journal_tail.append(done)
-            await self._journal.append([done], sync=False)
+            try:
+                self.store.commit(Changes().put(STATE, DISPATCHED, {"seq": batch[-1][0]}))
+            except StoreError as exc:
+                log.warning(
+                    "rules: could not note events up to %d as dispatched (%s); a crash before "
+                    "the next state save sends them again",
+                    batch[-1][0],
+                    exc,
+                )
 
-    async def _append_to_journal(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
-        fresh = [{"seq": seq, "event": event} for seq, event in batch if seq > self._on_disk]
+    def _journal(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        """Commit the batch's events that neither the journal nor the snapshot holds yet.
+
+        On the event loop and unsynced: this is the way from a reading to a barrier command.
+        """
+        fresh = [(seq, event) for seq, event in batch if seq > self._on_disk]
         if not fresh:
             return
-        last = batch[-1][0]
-        # In the tail before the write: a compaction that runs once the write is done keeps it.
-        self._journal_tail.extend(fresh)
         start = time.perf_counter()
-        await self._journal.append(fresh, sync=False)
+        changes = Changes()
+        for seq, event in fresh:
+            changes.put(EVENTS, seq_key(seq), event)
+        self.store.commit(changes)
         metrics.JOURNAL_APPEND.observe(time.perf_counter() - start)
-        self._on_disk = max(self._on_disk, last)
+        self._on_disk = fresh[-1][0]
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
         if event["event"] == ActionRequested.name:
@@ -472,8 +591,14 @@ class RuleService:
                 "rules: %d events not dispatched at shutdown; they go out at the next start",
                 len(self._outbox),
             )
-        await self.persist()
-        await self._journal.aclose()
+        try:
+            await self.persist()
+        except (StoreError, OSError) as exc:
+            log.error(  # noqa: TRY400 - the store's message names the cause
+                "rules: state not saved at shutdown (%s); the broker delivers again the "
+                "readings it does not reflect",
+                exc,
+            )
 
     # -- hot reload ---------------------------------------------------------------------------
 

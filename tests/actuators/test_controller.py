@@ -16,6 +16,7 @@ import pytest
 from hub.app import Hub
 from hub.rules.events import ActionRequested, Incident
 from hub.services import LocalMosquitto
+from hub.store import Changes, StoreError
 from tests.actuators.controller import Controller
 from tests.helpers import Peer, aquery, eventually
 
@@ -98,11 +99,11 @@ async def test_a_failure_to_record_a_command_as_sent_is_logged_and_the_command_s
     persist = hub.actuators._persist
     failed: list[str] = []
 
-    async def disk_full_once(jobs: Any, records: Any = None, *, sync: bool = True) -> None:
+    async def disk_full_once(jobs: Any, reported: Any = (), *, sync: bool = True) -> None:
         if not failed and any(j.state == "sent" for j in jobs):
             failed.append(jobs[0].command_id)
-            raise OSError(28, "No space left on device")
-        await persist(jobs, records, sync=sync)
+            raise StoreError("hub.db: commit failed, nothing of it kept: database or disk is full")
+        await persist(jobs, reported, sync=sync)
 
     monkeypatch.setattr(hub.actuators, "_persist", disk_full_once)
     cid = await command(hub)
@@ -150,7 +151,7 @@ async def test_normal_ack_ends_done_and_stored(
     stored = await eventually(statuses, "the command's states in InfluxDB")
     assert stored[0] == "queued"
     assert stored.count("done") == 1
-    kinds = {e.kind for e in hub.audit.recent}
+    kinds = {e.kind for e in await hub.audit.entries(10_000)}
     assert {"command", "ack", "state"} <= kinds
 
 
@@ -204,12 +205,13 @@ async def test_acks_twice_is_done_once(hub: Hub, controller: Controller) -> None
     controller.behaviour = "twice"
     cid = await command(hub)
     await state_of(hub, cid, "done")
-    await eventually(
-        lambda: sum(1 for e in hub.audit.recent if e.kind == "ack") >= 3, "all the acks"
-    )
-    changes = [
-        e for e in hub.audit.recent if e.kind == "command" and e.fields.get("status") == "done"
-    ]
+
+    async def acks() -> bool:
+        return len(await hub.audit.entries(10_000, {"ack"})) >= 3
+
+    await eventually(acks, "all the acks")
+    commands = await hub.audit.entries(10_000, {"command"})
+    changes = [e for e in commands if e.fields.get("status") == "done"]
     assert len(changes) == 1
     executed_once(controller)
     assert not system_incidents(hub)
@@ -239,27 +241,37 @@ async def test_a_newer_command_supersedes_one_not_acknowledged(
 async def test_a_rules_command_is_durable_before_its_reading_is_acknowledged(
     hub: Hub, controller: Controller, mosquitto: object, prefix: str, uid: str
 ) -> None:
-    # A rule's command is written without an fsync on its way out; the reading that caused it
-    # is what brings it back after a power loss, so it must not be acknowledged before then.
-    controller.behaviour = "never"  # no acknowledgement comes to sync the journal instead
-    unsynced_at_ack: list[bool] = []
-    ack = hub.rules._ack
+    # A rule's command is committed without a sync on its way out; the reading that caused it
+    # is what brings it back after a power loss, so it must not be acknowledged before the
+    # store's sync covers that commit.
+    controller.behaviour = "never"  # no acknowledgement comes to sync the store instead
+    store = hub.store
+    command_commit: list[int] = []  # the number of the commit that first held the job
+    durable_at_ack: list[bool] = []
+    commit, ack = store.commit, hub.rules._ack
 
-    def watched(token: object) -> None:
-        unsynced_at_ack.append(hub.actuators.journal.unsynced)
+    def watched_commit(changes: Changes) -> None:
+        commit(changes)
+        if not command_commit and any(s == "actuators.jobs" for _, s, _, _ in changes):
+            command_commit.append(store.commits)
+
+    def watched_ack(token: object) -> None:
+        durable_at_ack.append(all(store.synced >= n for n in command_commit))
         ack(token)
 
-    hub.rules._ack = watched
+    store.commit = watched_commit  # type: ignore[method-assign]
+    hub.rules._ack = watched_ack
     gauge = Peer(mosquitto.url, f"gauge-{uid}")  # type: ignore[attr-defined]
     try:
         gauge.publish(f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 20, "ts": time.time()}))
         await eventually(lambda: controller.received, "the command at the controller")
-        await eventually(lambda: len(unsynced_at_ack) >= 1, "the reading to be acknowledged")
+        await eventually(lambda: len(durable_at_ack) >= 1, "the reading to be acknowledged")
     finally:
         gauge.close()
     (job,) = hub.actuators.commands_list()
     assert job.action_id, "not a rule's command"
-    assert unsynced_at_ack == [False] * len(unsynced_at_ack)
+    assert command_commit, "the command was never committed"
+    assert durable_at_ack == [True] * len(durable_at_ack)
 
 
 async def test_a_command_restored_after_a_restart_is_superseded_by_a_newer_one(

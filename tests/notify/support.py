@@ -21,6 +21,7 @@ from hub.notify.config import NotifyConfig
 from hub.notify.service import Notifier
 from hub.rules.events import ActionRequested
 from hub.services import free_port
+from hub.store.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
 CAP_XSD = REPO / ".." / "shared" / "standards" / "CAP-v1.2.xsd"
@@ -132,11 +133,14 @@ class Publisher:
 
 
 def notifier(cfg: NotifyConfig, data_dir: Path, publisher: Any = None, **kw: Any) -> Notifier:
-    """A notifier with its own audit log; secrets from a test environment."""
+    """A notifier with its own store (`data_dir/hub.db`, older files imported from
+    `data_dir`) and audit log; secrets from a test environment."""
+    store = SqliteStore(data_dir / "hub.db")
     return Notifier(
         cfg,
-        data_dir=data_dir,
-        audit=AuditLog(Lines()),
+        store=store,
+        legacy_dir=data_dir,
+        audit=AuditLog(Lines(), store),
         publisher=publisher or Publisher(),
         env={"HOOK_SECRET": SECRET, "SMTP_PASSWORD": "pw"},
         **kw,
@@ -145,13 +149,16 @@ def notifier(cfg: NotifyConfig, data_dir: Path, publisher: Any = None, **kw: Any
 
 @contextlib.asynccontextmanager
 async def running(n: Notifier) -> AsyncIterator[Notifier]:
-    """Run the notifier for the block, then close it as the hub does."""
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(n.run(), name="notifier")
-        try:
-            yield n
-        finally:
-            await n.close(grace=5)
+    """Run the notifier for the block, then close it and its store as the hub does."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(n.run(), name="notifier")
+            try:
+                yield n
+            finally:
+                await n.close(grace=5)
+    finally:
+        await n.store.aclose()
 
 
 def incident(iid: str, state: str = "active", **fields: Any) -> dict[str, Any]:

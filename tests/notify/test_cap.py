@@ -181,4 +181,4 @@ async def test_cap_routes_need_a_token_unless_public(tmp_path: Path) -> None:
         assert status == 401
     finally:
         await runner.cleanup()
-        n.outbox.close()
+        await n.store.aclose()

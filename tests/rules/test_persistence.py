@@ -1,15 +1,18 @@
-"""The rules' state and journal across a crash: what was dispatched is not asked for again,
-what was journalled but not dispatched goes out once after the restart, and what the broker
-will not deliver again waits for the full state.
+"""The rules' state and journal in the store across a crash: what was dispatched is not asked
+for again, what was journalled but not dispatched goes out once after the restart, what the
+broker will not deliver again waits for a durable state, and a store that refuses a write
+holds events and acknowledgements back instead of losing them.
 
-A crash is a service dropped without its drain: the next one is built from the same files,
-which is all a SIGKILL leaves (written data stays in the kernel's page cache). The readings
-the broker would deliver again are fed again by hand."""
+A crash is a service dropped without its drain, and the next one is built on the store's file
+opened afresh: a SIGKILL leaves what was committed. The readings the broker would deliver
+again are fed again by hand."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,13 @@ import orjson
 import pytest
 
 from hub.actions import ActionDispatcher
-from hub.journal import Journal
+from hub.rules import event_to_dict
 from hub.rules import service as rules_service
 from hub.rules.engine.core import Engine
 from hub.rules.events import ActionRequested
-from hub.rules.service import RuleService
+from hub.rules.service import DISPATCHED, EVENTS, SNAPSHOT, STATE, RuleService
+from hub.store import Changes, StoreError
+from hub.store.sqlite import SqliteStore
 from tests.helpers import eventually
 from tests.rules.helpers import INVENTORY, at, r, rules
 
@@ -55,15 +60,54 @@ class Recorder:
         self.actions.append(action.action_id)
 
 
+class FlakyStore(SqliteStore):
+    """A store that refuses the next `refuse` commits and fails the next `fail_syncs` syncs,
+    as a full disk does."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.refuse = 0
+        self.fail_syncs = 0
+
+    def commit(self, changes: Changes) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise StoreError(f"{self.path}: commit failed, nothing of it kept: disk is full")
+        super().commit(changes)
+
+    async def sync(self) -> None:
+        if self.fail_syncs:
+            self.fail_syncs -= 1
+            raise OSError(28, "No space left on device")
+        await super().sync()
+
+
+@pytest.fixture
+async def reopen(tmp_path: Path) -> AsyncIterator[Callable[[], FlakyStore]]:
+    """Opens the store's file afresh, as a restarted hub does; all are closed at the end."""
+    opened: list[FlakyStore] = []
+
+    def open_again() -> FlakyStore:
+        opened.append(FlakyStore(tmp_path / "hub.db"))
+        return opened[-1]
+
+    yield open_again
+    for store in opened:
+        await store.aclose()
+
+
 @asynccontextmanager
-async def service(data: Path, out: Recorder, acks: list[object]) -> AsyncIterator[RuleService]:
-    """A dispatching rule service on the files under `data`; left without a drain (a crash)."""
+async def service(
+    store: SqliteStore, out: Recorder, acks: list[object], legacy_dir: Path | None = None
+) -> AsyncIterator[RuleService]:
+    """A dispatching rule service on `store`; left without a drain (a crash)."""
     dispatcher = ActionDispatcher()
     dispatcher.register("actuate", out)
     svc = RuleService(
         rules(FLOOD),
         INVENTORY,
-        state_path=data / "rules-state.json",
+        store=store,
+        legacy_dir=legacy_dir,
         publisher=out,
         sink=out,
         dispatcher=dispatcher,
@@ -79,8 +123,18 @@ async def service(data: Path, out: Recorder, acks: list[object]) -> AsyncIterato
             await task
 
 
-def journal(data: Path) -> list[dict[str, Any]]:
-    return Journal(data / "rules-events.jsonl").read()
+def journal(store: SqliteStore) -> dict[int, str]:
+    """The journal's events by sequence number: their kinds."""
+    return {int(key): event["event"] for key, event in store.load(EVENTS).items()}
+
+
+def snapshot(store: SqliteStore) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = store.get(STATE, SNAPSHOT)
+    return found
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("rules-"))
 
 
 async def idle(svc: RuleService) -> None:
@@ -88,23 +142,23 @@ async def idle(svc: RuleService) -> None:
 
 
 async def test_an_action_dispatched_before_a_crash_is_not_asked_for_again(
-    tmp_path: Path,
+    reopen: Callable[[], FlakyStore],
 ) -> None:
     first, acks = Recorder(), []
-    async with service(tmp_path, first, acks) as svc:
+    store = reopen()
+    async with service(store, first, acks) as svc:
         svc.on_readings([r("wl-1", 0.30, 10)])
         svc.hold(["message-1"])
         await idle(svc)
     assert len(first.actions) == 1
     assert acks == [], "acknowledged before the state that reflects the reading was saved"
-    assert not (tmp_path / "rules-state.json").exists()
-    records = journal(tmp_path)
-    assert [rec["event"]["event"] for rec in records if "event" in rec] == ["opened", "action"]
-    assert records[-1] == {"done": 2}
+    assert snapshot(store) is None
+    assert journal(store) == {1: "opened", 2: "action"}
+    assert store.get(STATE, DISPATCHED) == {"seq": 2}
 
     # The broker delivers the unacknowledged reading again to the restarted hub.
     second, acks = Recorder(), []
-    async with service(tmp_path, second, acks) as svc:
+    async with service(reopen(), second, acks) as svc:
         svc.on_readings([r("wl-1", 0.30, 10)])
         await idle(svc)
         assert [i.id for i in svc.engine.incidents()] == [first.actions[0].rpartition(".")[0]]
@@ -116,7 +170,7 @@ async def test_an_action_dispatched_before_a_crash_is_not_asked_for_again(
 
 
 async def test_events_journalled_but_not_dispatched_go_out_once_after_a_crash(
-    tmp_path: Path,
+    reopen: Callable[[], FlakyStore],
 ) -> None:
     first = Recorder()
     dispatcher_blocked = asyncio.Event()
@@ -125,14 +179,16 @@ async def test_events_journalled_but_not_dispatched_go_out_once_after_a_crash(
         dispatcher_blocked.set()
         await asyncio.Event().wait()  # the process dies while the command is on its way
 
-    async with service(tmp_path, first, []) as svc:
+    store = reopen()
+    async with service(store, first, []) as svc:
         svc.dispatcher.register("actuate", type("Stuck", (), {"execute": staticmethod(stuck)})())
         svc.on_readings([r("wl-2", 0.40, 10)])
         await asyncio.wait_for(dispatcher_blocked.wait(), 5)
-    assert [rec["event"]["event"] for rec in journal(tmp_path)] == ["opened", "action"]
+    assert journal(store) == {1: "opened", 2: "action"}
+    assert store.get(STATE, DISPATCHED) is None
 
     second = Recorder()
-    async with service(tmp_path, second, []) as svc:
+    async with service(reopen(), second, []) as svc:
         await idle(svc)
         assert len(second.actions) == 1, "the journalled action did not go out after the start"
         svc.on_readings([r("wl-2", 0.40, 10)])  # delivered again by the broker
@@ -141,25 +197,29 @@ async def test_events_journalled_but_not_dispatched_go_out_once_after_a_crash(
 
 
 async def test_the_state_covers_the_journal_and_acknowledges_what_it_reflects(
-    tmp_path: Path,
+    reopen: Callable[[], FlakyStore],
 ) -> None:
     out, acks = Recorder(), []
-    async with service(tmp_path, out, acks) as svc:
+    store = reopen()
+    async with service(store, out, acks) as svc:
         svc.on_readings([r("wl-1", 0.30, 10)])
         svc.hold(["message-1"])
         await idle(svc)
         await svc.persist_if_needed()
         assert acks == ["message-1"]
+        assert journal(store) == {}, "the state's commit left the journal's events it covers"
         svc.on_readings([r("wl-2", 0.40, 20)])  # after the state: in the journal only
         svc.hold(["message-2"])
         await idle(svc)
-    state = orjson.loads((tmp_path / "rules-state.json").read_bytes())
+    state = snapshot(store)
+    assert state is not None
     assert state["seq"] == 2
     assert state["outbox"] == []
+    assert sorted(journal(store)) == [3, 4]
     assert acks == ["message-1"]
 
     again = Recorder()
-    async with service(tmp_path, again, []) as svc:
+    async with service(reopen(), again, []) as svc:
         await idle(svc)
         assert again.actions == [], "an action the state or the journal marks done went out"
         assert len(svc.engine.incidents()) == 1, "the state reflects the first reading only"
@@ -169,83 +229,252 @@ async def test_the_state_covers_the_journal_and_acknowledges_what_it_reflects(
     assert again.actions == []
 
 
-async def test_an_operators_acknowledgement_is_saved_before_it_goes_out(tmp_path: Path) -> None:
+async def test_a_state_save_keeps_the_journals_events_that_come_after_it(
+    reopen: Callable[[], FlakyStore],
+) -> None:
     out = Recorder()
-    async with service(tmp_path, out, []) as svc:
+    store = reopen()
+    async with service(store, out, []) as svc:
+        svc.on_readings([r("wl-1", 0.30, 10)])
+        await idle(svc)
+        svc.on_readings([r("wl-2", 0.40, 20)])
+        await idle(svc)
+        assert sorted(journal(store)) == [1, 2, 3, 4]
+        await svc.persist_if_needed()  # covers everything: the journal is emptied
+        assert journal(store) == {}
+        svc.on_readings([r("wl-1", 0.05, 30)])  # clears: one more event, after the state
+        await idle(svc)
+    assert journal(store) == {5: "cleared"}
+    assert store.get(STATE, DISPATCHED) == {"seq": 5}
+
+
+async def test_an_undispatched_event_in_the_state_goes_out_after_a_crash(
+    reopen: Callable[[], FlakyStore],
+) -> None:
+    first = Recorder()
+    blocked = asyncio.Event()
+
+    async def stuck(action: ActionRequested) -> None:
+        blocked.set()
+        await asyncio.Event().wait()
+
+    store = reopen()
+    async with service(store, first, []) as svc:
+        svc.dispatcher.register("actuate", type("Stuck", (), {"execute": staticmethod(stuck)})())
+        svc.on_readings([r("wl-1", 0.30, 10)])
+        await asyncio.wait_for(blocked.wait(), 5)
+        await svc.persist()  # the outbox, the action still in it, moves into the state
+    state = snapshot(store)
+    assert state is not None
+    assert [event["event"] for _, event in state["outbox"]] == ["opened", "action"]
+    assert journal(store) == {}
+
+    second = Recorder()
+    async with service(reopen(), second, []) as svc:
+        await idle(svc)
+        svc.on_readings([r("wl-1", 0.30, 10)])  # the state reflects it: nothing new
+        await idle(svc)
+    assert len(second.actions) == 1
+
+
+async def test_an_operators_acknowledgement_is_saved_before_it_goes_out(
+    reopen: Callable[[], FlakyStore],
+) -> None:
+    out = Recorder()
+    store = reopen()
+    async with service(store, out, []) as svc:
         svc.on_readings([r("wl-1", 0.30, 10)])
         await idle(svc)
         incident = svc.engine.incidents()[0].id
+        store.refuse = 1  # the first save is refused: the acknowledgement waits for the next
         svc.acknowledge(incident, "operator-7")
         await idle(svc)
         acked = [orjson.loads(p) for _, p in out.published if b'"acknowledged"' in p]
         assert acked, "the acknowledgement did not go out"
     # Nothing brings the acknowledgement about again after a crash, so it is in the state.
-    state = orjson.loads((tmp_path / "rules-state.json").read_bytes())
+    state = snapshot(store)
+    assert state is not None
     assert orjson.dumps(state["engine"]).count(b"operator-7") == 1
 
 
-async def test_compaction_keeps_the_events_the_state_does_not_cover(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_refused_journal_commit_holds_the_events_back_and_tries_again(
+    reopen: Callable[[], FlakyStore],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(rules_service, "JOURNAL_COMPACT", 3)
+    monkeypatch.setattr(rules_service, "RETRY_FIRST", 0.01)
     out = Recorder()
-    async with service(tmp_path, out, []) as svc:
+    store = reopen()
+
+    async def execute(action: ActionRequested) -> None:
+        assert 2 in journal(store), "the action left before the store held it"
+        out.actions.append(action.action_id)
+
+    async with service(store, out, []) as svc:
+        svc.dispatcher.register(
+            "actuate", type("Checked", (), {"execute": staticmethod(execute)})()
+        )
+        store.refuse = 2
         svc.on_readings([r("wl-1", 0.30, 10)])
         await idle(svc)
-        await svc.persist_if_needed()  # covers seq 1-2; the journal had 3 records: kept
-        svc.on_readings([r("wl-2", 0.40, 20)])
-        await idle(svc)
-        assert svc._journal.records == 6
-        await svc.persist_if_needed()  # covers everything: the journal is rewritten empty
-        assert journal(tmp_path) == []
-        svc.on_readings([r("wl-1", 0.05, 30)])  # clears: one more event, after the state
-        await idle(svc)
-    records = journal(tmp_path)
-    assert [rec.get("event", {}).get("event") for rec in records] == ["cleared", None]
-    assert records[0]["seq"] == 5
+    assert len(out.actions) == 1
+    refused = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
+    assert len(refused) == 2
+    assert "2 events wait" in refused[0]
+    assert "disk is full" in refused[0]
 
 
-@pytest.mark.parametrize("sync", [True, False])
-async def test_journal_records_survive_a_reopen_and_sync_makes_them_durable(
-    tmp_path: Path, sync: bool
+async def test_a_failed_save_acknowledges_nothing_until_a_save_succeeds(
+    reopen: Callable[[], FlakyStore], caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "j.jsonl"
-    log = Journal(path)
-    await log.append([{"a": 1}, {"b": 2}], sync=sync)
-    assert log.unsynced is not sync
-    await log.sync()
-    assert not log.unsynced
-    path.write_bytes(path.read_bytes() + b'{"torn": ')  # a crash in the middle of a write
-    assert Journal(path).read() == [{"a": 1}, {"b": 2}]
+    caplog.set_level(logging.INFO, logger="hub.rules")
+    acks: list[object] = []
+    store = reopen()
+    async with service(store, Recorder(), acks) as svc:
+        svc.on_readings([r("wl-1", 0.30, 10)])
+        svc.hold(["message-1"])
+        await idle(svc)
+        store.refuse = 1
+        await svc.persist_if_needed()
+        store.fail_syncs = 1  # committed, but not durable: not enough to acknowledge
+        await svc.persist_if_needed()
+        assert acks == []
+        assert not svc.engine.dirty, "the test needs the snapshot to have marked it clean"
+        await svc.persist_if_needed()
+    assert acks == ["message-1"]
+    messages = [rec.getMessage() for rec in caplog.records if rec.name == "hub.rules"]
+    assert sum("state not saved, 1 readings wait" in m for m in messages) == 1
+    assert "rules: state saved again" in messages
 
 
-async def test_an_unsynced_append_does_not_wait_for_a_sync_under_way(tmp_path: Path) -> None:
-    log = Journal(tmp_path / "j.jsonl")
-    await log.append([{"n": 1}], sync=False)
-    syncing = asyncio.create_task(log.sync())
-    await asyncio.sleep(0)  # one step: the sync's fdatasync runs in a thread
-    await log.append([{"n": 2}], sync=False)  # a barrier's command on its way out
-    assert not syncing.done()
-    await syncing
-    assert log.unsynced  # the sync covered the first record only
-    await log.sync()
-    assert not log.unsynced
-    assert log.read() == [{"n": 1}, {"n": 2}]
-
-
-async def test_a_rewrite_evaluates_what_to_keep_once_appends_under_way_are_done(
-    tmp_path: Path,
+async def test_a_refused_save_is_tried_again_with_nothing_new_to_save(
+    reopen: Callable[[], FlakyStore],
 ) -> None:
-    log = Journal(tmp_path / "j.jsonl")
-    first = asyncio.create_task(log.append([{"n": 1}]))
-    await asyncio.sleep(0)  # one step: the append holds the lock, its write in a thread
-    kept = [{"n": 1}]
-    rewrite = asyncio.create_task(log.rewrite(lambda: list(kept)))
-    await asyncio.sleep(0)  # one step: the rewrite waits for the lock
-    kept.append({"n": 2})  # recorded by the owner meanwhile
-    await first
-    await rewrite
-    assert log.read() == [{"n": 1}, {"n": 2}]
+    store = reopen()
+    async with service(store, Recorder(), []) as svc:
+        svc.on_readings([r("wl-1", 0.30, 10)])
+        await idle(svc)
+        store.refuse = 1
+        await svc.persist_if_needed()  # the snapshot taken marks the engine clean regardless
+        await svc.persist_if_needed()
+    state = snapshot(store)
+    assert state is not None, "the refused save was not tried again"
+    assert state["seq"] == 2
+
+
+def _old_state(engine: Engine, outbox: list[dict[str, Any]], seq: int) -> bytes:
+    snapshot = orjson.loads(orjson.dumps(engine.snapshot(encoded=True)))
+    return orjson.dumps({"version": 2, "engine": snapshot, "outbox": outbox, "seq": seq})
+
+
+def _old_journal(*records: dict[str, Any]) -> bytes:
+    return b"".join(orjson.dumps(record) + b"\n" for record in records)
+
+
+async def test_an_older_hubs_state_file_is_imported_once(
+    tmp_path: Path, reopen: Callable[[], FlakyStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The older hub saved its state with both events undispatched, journalled them before,
+    # and was killed after handing on the first: the action is still to go out.
+    engine = Engine(rules(FLOOD), INVENTORY)
+    events = [event_to_dict(e) for e in engine.on_readings([r("wl-1", 0.30, 10)])]
+    (tmp_path / "rules-state.json").write_bytes(_old_state(engine, events, 2))
+    (tmp_path / "rules-events.jsonl").write_bytes(
+        _old_journal({"seq": 1, "event": events[0]}, {"seq": 2, "event": events[1]})
+        + b'{"done": '  # torn by the kill
+    )
+
+    out = Recorder()
+    with caplog.at_level(logging.INFO, logger="hub.rules"):
+        async with service(reopen(), out, [], legacy_dir=tmp_path) as svc:
+            await idle(svc)
+            assert [i.id for i in svc.engine.incidents()] == [events[0]["incident"]["id"]]
+            svc.on_readings([r("wl-1", 0.30, 10)])  # the state reflects it: nothing new
+            await idle(svc)
+    assert len(out.actions) == 1
+    assert files(tmp_path) == [
+        "rules-events.jsonl.imported",
+        "rules-state.json.imported",
+    ]
+    imported = [rec.getMessage() for rec in caplog.records if "imported" in rec.getMessage()]
+    assert len(imported) == 1
+    assert "rules-state.json (up to event 2, 2 undispatched)" in imported[0]
+
+    again = Recorder()
+    async with service(reopen(), again, [], legacy_dir=tmp_path) as svc:
+        await eventually(lambda: not svc._republish, "the dispatcher to start")
+        await idle(svc)
+        assert len(svc.engine.incidents()) == 1
+    assert again.actions == []
+
+
+async def test_an_older_hubs_journal_alone_is_imported_with_what_it_dispatched(
+    tmp_path: Path, reopen: Callable[[], FlakyStore]
+) -> None:
+    # Killed before its first state save, after dispatching both events.
+    engine = Engine(rules(FLOOD), INVENTORY)
+    events = [event_to_dict(e) for e in engine.on_readings([r("wl-1", 0.30, 10)])]
+    (tmp_path / "rules-events.jsonl").write_bytes(
+        _old_journal({"seq": 1, "event": events[0]}, {"seq": 2, "event": events[1]}, {"done": 2})
+    )
+
+    out = Recorder()
+    async with service(reopen(), out, [], legacy_dir=tmp_path) as svc:
+        await eventually(lambda: not svc._republish, "the dispatcher to start")
+        await idle(svc)
+        assert out.published == [], "a dispatched event went out again"
+        svc.on_readings([r("wl-1", 0.30, 10)])  # delivered again by the broker
+        await idle(svc)
+        assert len(svc.engine.incidents()) == 1
+    assert out.actions == [], "the journalled action was asked for twice"
+    assert out.published, "the incident did not go out again"
+    assert (tmp_path / "rules-events.jsonl.imported").exists()
+
+
+async def test_old_files_are_left_alone_when_the_store_has_the_rules_state(
+    tmp_path: Path, reopen: Callable[[], FlakyStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = reopen()
+    async with service(store, Recorder(), []) as svc:
+        svc.on_readings([r("wl-1", 0.30, 10)])
+        await idle(svc)
+        await svc.persist()
+    (tmp_path / "rules-state.json").write_bytes(_old_state(Engine(rules(FLOOD), INVENTORY), [], 0))
+    async with service(reopen(), Recorder(), [], legacy_dir=tmp_path) as svc:
+        assert len(svc.engine.incidents()) == 1
+    assert (tmp_path / "rules-state.json").exists()
+    assert "not imported" in caplog.text
+
+
+async def test_a_state_this_hub_cannot_read_is_refused_with_the_remedy(
+    tmp_path: Path, reopen: Callable[[], FlakyStore]
+) -> None:
+    (tmp_path / "rules-state.json").write_bytes(orjson.dumps({"version": 7}))
+    with pytest.raises(RuntimeError, match=r"rules-state\.json: state version 7.*move the file"):
+        RuleService(
+            rules(FLOOD),
+            INVENTORY,
+            store=reopen(),
+            legacy_dir=tmp_path,
+            publisher=Recorder(),
+            sink=Recorder(),
+            dispatcher=ActionDispatcher(),
+            ack=print,
+        )
+    store = reopen()
+    store.commit(Changes().put(STATE, SNAPSHOT, {"version": 9}))
+    with pytest.raises(
+        RuntimeError, match=f"{re.escape(store.location)}: .*version 9.*delete the spaces"
+    ):
+        RuleService(
+            rules(FLOOD),
+            INVENTORY,
+            store=store,
+            publisher=Recorder(),
+            sink=Recorder(),
+            dispatcher=ActionDispatcher(),
+            ack=print,
+        )
 
 
 def test_a_state_saved_in_the_first_format_is_still_read() -> None:
