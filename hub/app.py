@@ -27,12 +27,13 @@ from hub.detection.service import DetectionService
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
-from hub.mqtt import Message, MqttClient
+from hub.mqtt import Message, MqttClient, MqttError
 from hub.notify.channels import SecretMissingError
 from hub.notify.service import Notifier
 from hub.notify.web import cap_access
 from hub.rules.check import check_rules
 from hub.rules.model import RuleSet
+from hub.rules.rederive import fetch_retained_incidents
 from hub.rules.service import RuleService
 from hub.scheduler import Job, rule_jobs, start_scheduler
 from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
@@ -277,8 +278,36 @@ class Hub:
             self.mqtt.resume_reading()
             self._paused.clear()
 
+    async def _take_back_incidents(self) -> None:
+        """With no rules' state in the store (a first start, or a damaged store made anew),
+        the incidents the broker holds retained are taken back before any reading."""
+        mqtt = self.config.mqtt
+        try:
+            payloads = await fetch_retained_incidents(
+                mqtt.url,
+                mqtt.prefix,
+                client_id=f"{mqtt.client_id}-retained",
+                username=mqtt.username,
+                password=mqtt.password,
+            )
+        except (TimeoutError, OSError, MqttError) as exc:
+            log.warning(
+                "rules: no state in the store, and the incidents' retained messages could not "
+                "be read (%r): starting without them",
+                exc,
+            )
+            return
+        if taken := self.rules.adopt_incidents(payloads):
+            log.warning(
+                "rules: no state in the store: took back %d incidents from their retained "
+                "messages; their rules restart as if edited",
+                taken,
+            )
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then drain: nothing accepted is lost on a clean stop."""
+        if not self.rules.has_state:
+            await self._take_back_incidents()
         with contextlib.suppress(Exception):
             await self.influx.create_database()  # spooled until InfluxDB answers if it is down
         async with serve_http(self.http, self.config.api.listen), asyncio.TaskGroup() as tg:

@@ -50,6 +50,7 @@ from hub.rules.check import check_rules
 from hub.rules.engine.core import Engine
 from hub.rules.events import ActionRequested, Event, IncidentNotFoundError, event_to_dict
 from hub.rules.model import RuleSet
+from hub.rules.rederive import snapshot_from_incidents
 from hub.storage.line import point_line
 from hub.store import Changes, Store, StoreError, seq_key
 
@@ -238,6 +239,10 @@ class RuleService:
                 "afresh"
             )
         self.engine = Engine(rules, inventory, snapshot["engine"] if snapshot else None)
+        self._rules = rules
+        # False on a first start, or when the store was damaged and made anew: then the
+        # incidents the broker still holds retained can be taken back (`adopt_incidents`).
+        self.has_state = snapshot is not None
         self._restore(snapshot, saved.get(DISPATCHED))
         self._republish = True
         metrics.RULES_LOADED.set(len(rules))
@@ -277,6 +282,18 @@ class RuleService:
                 len(self._outbox),
                 journalled,
             )
+
+    def adopt_incidents(self, payloads: list[dict[str, Any]]) -> int:
+        """Start from incidents taken back from their retained messages, when the store held
+        no state of the rules; before any reading. Returns how many were taken back."""
+        if self.has_state or not payloads:
+            return 0
+        snapshot = snapshot_from_incidents(payloads, self.clock())
+        self.engine = Engine(self._rules, self.inventory, snapshot)
+        self.has_state = True
+        self._stale = True  # the next periodic save makes them durable
+        metrics.INCIDENTS_OPEN.set(self.engine.open_count())
+        return len(self.engine.incidents())
 
     async def persist(self) -> None:
         """Save the engine's state and the outbox durably, then acknowledge what it covers.
