@@ -95,13 +95,13 @@ RULE_EVENTS = Counter(
 INCIDENTS_OPEN = Gauge("hub_incidents_open", "Incidents active or acknowledged", registry=REGISTRY)
 STATE_PERSIST = Histogram(
     "hub_state_persist_seconds",
-    "Time to write the rules' state to disk",
+    "Time to commit the rules' state to the store and sync it",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
 JOURNAL_APPEND = Histogram(
     "hub_rules_journal_seconds",
-    "Time to append rule events to the journal before they leave the process",
+    "Time to commit rule events to the store's journal before they leave the process",
     buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
     registry=REGISTRY,
 )
