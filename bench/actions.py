@@ -51,6 +51,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -308,6 +309,23 @@ def _summary(lat: list[float]) -> str:
     return f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {lat[-1]:.2f} ms  (n={len(lat)})"
 
 
+def run_levels(
+    rates: list[int],
+    samples: int,
+    port: int,
+    controller: Controller,
+    first: int,
+    listen: str | None,
+    name: str,
+) -> None:
+    """Each load level in turn, on gauges from `first` on, printed beside its floor."""
+    for n, rate in enumerate(rates):
+        print(f"{rate:,} readings/s of background load:")
+        ms, floor_ms = run_level(rate, first + n * samples, samples, port, controller, listen)
+        print(f"  reading -> {name} -> command: {_summary(ms)}")
+        print(f"  broker alone (floor):{' ' * (len(name) + 3)}{_summary(floor_ms)}")
+
+
 def extract(ref: str, into: Path) -> Path:
     """The `hub` package of git commit `ref`, extracted under `into`."""
     into.mkdir(parents=True)
@@ -401,13 +419,8 @@ def main() -> None:
         controller = Controller(broker.port)
         block = len(rates) * args.samples
         print("threshold crossing on MQTT -> close command at the controller")
-        for n, rate in enumerate(rates):
-            print(f"{rate:,} readings/s of background load:")
-            hub_ms, floor_ms = run_level(
-                rate, n * args.samples, args.samples, broker.port, controller, listen
-            )
-            print(f"  reading -> hub -> command: {_summary(hub_ms)}")
-            print(f"  broker alone (floor):      {_summary(floor_ms)}")
+        levels = partial(run_levels, rates, args.samples, broker.port, controller)
+        levels(0, listen, "hub")
         if (args.peer or args.baseline) and hub is not None:
             # The hub is done: stopped, it takes no CPU from what comes next.
             _stop(hub)
@@ -416,13 +429,7 @@ def main() -> None:
             first = (1 + len(args.peer)) * block + len(args.peer)  # after the peers' probes
             hub = start_hub(config, listen, extract(args.baseline, tmp / "baseline"))
             print(f"the hub at {args.baseline}, same broker, load and controller:")
-            for n, rate in enumerate(rates):
-                print(f"{rate:,} readings/s of background load:")
-                hub_ms, floor_ms = run_level(
-                    rate, first + n * args.samples, args.samples, broker.port, controller, listen
-                )
-                print(f"  reading -> hub -> command: {_summary(hub_ms)}")
-                print(f"  broker alone (floor):      {_summary(floor_ms)}")
+            levels(first, listen, "hub")
             _stop(hub)
             hub = None
         for k, name in enumerate(args.peer):
@@ -437,13 +444,7 @@ def main() -> None:
                 f"Node-RED {_package_version('node-red')} (Node.js {_package_version('node')},"
                 f" {nagle}), same threshold flow, broker, load and controller; hub stopped:"
             )
-            for n, rate in enumerate(rates):
-                print(f"{rate:,} readings/s of background load:")
-                peer_ms, floor_ms = run_level(
-                    rate, first + n * args.samples, args.samples, broker.port, controller, None
-                )
-                print(f"  reading -> node-red -> command: {_summary(peer_ms)}")
-                print(f"  broker alone (floor):           {_summary(floor_ms)}")
+            levels(first, None, "node-red")
             _stop(peer)
             peer = None
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.services import LocalInflux, LocalMosquitto, free_port
+from tests.actuators.controller import Controller
 from tests.helpers import HubProcess
 
 
@@ -47,6 +48,14 @@ def own_influx(tmp_path: Path) -> Iterator[LocalInflux]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def controller(mosquitto: LocalMosquitto, prefix: str, uid: str) -> Iterator[Controller]:
+    """A barrier controller for `bar-1` at the small province's underpass (region suwon)."""
+    ctl = Controller(mosquitto.url, f"barrier-{uid}", prefix, "suwon", "bar-1")
+    yield ctl
+    ctl.close()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,6 @@ from hub.app import Hub, running
 from hub.config import load_config
 from hub.inventory import load_inventory
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.actuators.controller import Controller
 from tests.helpers import (
     api_tokens,
     point,
@@ -70,13 +69,6 @@ def hub_config(
         actuators={**TIMING, **actuators},
         data_dir=str(tmp_path / "var"),
     )
-
-
-@pytest.fixture
-def controller(mosquitto: LocalMosquitto, prefix: str, uid: str) -> Iterator[Controller]:
-    ctl = Controller(mosquitto.url, f"barrier-{uid}", prefix, "suwon", "bar-1")
-    yield ctl
-    ctl.close()
 
 
 @pytest.fixture

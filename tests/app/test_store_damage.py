@@ -10,7 +10,7 @@ import shutil
 import signal
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,6 @@ from tests.actuators.controller import Controller
 from tests.helpers import HubProcess, Peer, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def controller(mosquitto: LocalMosquitto, prefix: str, uid: str) -> Iterator[Controller]:
-    ctl = Controller(mosquitto.url, f"barrier-{uid}", prefix, "suwon", "bar-1")
-    yield ctl
-    ctl.close()
 
 
 def incidents(hub: HubProcess) -> list[dict[str, Any]]:
