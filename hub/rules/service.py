@@ -129,6 +129,7 @@ def import_legacy(store: Store, folder: Path) -> None:
     changes = Changes()
     covered = 0
     imported: list[str] = []
+    snapshot: dict[str, Any] = {"version": STATE_VERSION, "engine": None, "outbox": [], "seq": 0}
     if state_file.exists():
         state = orjson.loads(state_file.read_bytes())
         if state.get("version") not in (1, 2):  # 1: before the journal
@@ -141,29 +142,32 @@ def import_legacy(store: Store, folder: Path) -> None:
         # last event, they stay queued unless the journal notes that number dispatched, which
         # is how the older hub read them; version 1 kept no number, and 1 keeps them queued.
         number = max(covered, 1)
-        outbox = [[number, event] for event in state.get("outbox", [])]
-        changes.put(
-            STATE,
-            SNAPSHOT,
-            {
-                "version": STATE_VERSION,
-                "engine": state.get("engine"),
-                "outbox": outbox,
-                "seq": covered,
-            },
+        snapshot["engine"] = state.get("engine")
+        snapshot["outbox"] = [[number, event] for event in state.get("outbox", [])]
+        snapshot["seq"] = covered
+        imported.append(
+            f"{state_file.name} (up to event {covered}, {len(snapshot['outbox'])} undispatched)"
         )
-        imported.append(f"{state_file.name} (up to event {covered}, {len(outbox)} undispatched)")
     if journal_file.exists():
         records = _read_jsonl(journal_file)
         events = [rec for rec in records if "seq" in rec and int(rec["seq"]) > covered]
-        for record in events:
-            changes.put(EVENTS, seq_key(int(record["seq"])), record["event"])
         done = max((int(rec["done"]) for rec in records if "done" in rec), default=0)
+        for record in events:
+            seq = int(record["seq"])
+            if seq > done:
+                # The older hub journalled an event before handing it on: not handed on yet.
+                # This journal holds only what was (actions go out first), so it waits in
+                # the outbox.
+                snapshot["outbox"].append([seq, record["event"]])
+            else:
+                changes.put(EVENTS, seq_key(seq), record["event"])
         if done:
             changes.put(STATE, DISPATCHED, {"seq": done})
         imported.append(
             f"{journal_file.name} ({len(events)} events after the state, dispatched up to {done})"
         )
+    if state_file.exists() or snapshot["outbox"]:
+        changes.put(STATE, SNAPSHOT, snapshot)
     if changes:
         store.commit(changes)
         store.sync_now()
@@ -259,17 +263,21 @@ class RuleService:
         if snapshot:
             self._outbox = [(int(seq), event) for seq, event in snapshot["outbox"]]
         journalled = 0
+        last = 0
         for key, event in self.store.load(EVENTS).items():
-            seq = int(key)
+            seq = last = int(key)
             if seq <= covered:
                 continue  # in the snapshot: brought back by a `hub store restore` of a copy
             journalled += 1
-            self._outbox.append((seq, event))
             if event["event"] == ActionRequested.name:
+                # Handed on before it was journalled: the engine, asking again for it once
+                # the broker delivers its reading again, is not heard.
                 self._replayed.add(event["action_id"])
+            else:
+                self._outbox.append((seq, event))
         self._outbox = [(seq, event) for seq, event in self._outbox if seq > done]
         self._seq = self._on_disk = self._state_seq = self._needs_state = max(
-            [covered, done, *(seq for seq, _ in self._outbox)]
+            [covered, done, last, *(seq for seq, _ in self._outbox)]
         )
         if self._outbox:
             self._idle.clear()
@@ -478,37 +486,38 @@ class RuleService:
                 await self._dispatch_ready.wait()
                 continue
             batch = list(self._outbox)
-            # Nothing leaves the process before the store holds it.
+            durable_first = self._needs_state > self._state_seq
+            if not durable_first:
+                # A barrier command goes before the journal's commit: each executor commits
+                # its own record (a command job, a note) before it acts and ignores an action
+                # id it holds already, so an action handed on and then lost to a crash with
+                # the journal is not acted on twice. One commit on a barrier's way, not two.
+                await self._dispatch_actions(batch)
             try:
-                if self._needs_state > self._state_seq:
+                if durable_first:
+                    # Nothing leaves the process before the store holds it durably.
                     await self.persist()
                 else:
-                    self._journal(batch)
+                    self._journal(batch)  # the actions too: the engine is not asked again
             except (StoreError, OSError) as exc:
                 failures += 1
                 delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
                 log.error(  # noqa: TRY400 - the store's message names the cause
                     "rules: %d events wait, not handed on before the store holds them: %s; "
                     "trying again in %.1fs",
-                    len(batch),
+                    len(self._outbox),
                     exc,
                     delay,
                 )
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            # A barrier command must not wait behind the broker's acknowledgement of an
-            # incident's retained state, so actions go first.
-            events = [event for _, event in batch]
-            ordered = sorted(events, key=lambda e: e["event"] != ActionRequested.name)
-            for event in ordered:
-                try:
-                    await self._dispatch(event)
-                except Exception:
-                    # One event that cannot go out must not hold up the ones behind it; the
-                    # incidents' retained state is published again at the next start.
-                    log.exception("rules: could not dispatch %s", event.get("event"))
-            del self._outbox[: len(batch)]
+            await self._dispatch_actions(batch)  # after a durable save: none went yet
+            # The batch's other events lead the outbox now; newer ones were added behind.
+            rest = [event for _, event in batch if event["event"] != ActionRequested.name]
+            for event in rest:
+                await self._dispatch_one(event)
+            del self._outbox[: len(rest)]
             self._stale = True  # the periodic save records the removal...
             self._update_gauges()
             # ...and this note keeps a SIGKILL before that save from sending them again.
@@ -521,6 +530,29 @@ class RuleService:
                     batch[-1][0],
                     exc,
                 )
+
+    async def _dispatch_actions(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        """Hand on the batch's actions that are still in the outbox, and take them out."""
+        waiting = {seq for seq, _ in self._outbox}
+        actions = [
+            (seq, e) for seq, e in batch if e["event"] == ActionRequested.name and seq in waiting
+        ]
+        if not actions:
+            return
+        for _, event in actions:
+            await self._dispatch_one(event)
+        sent = {seq for seq, _ in actions}
+        self._outbox = [(seq, e) for seq, e in self._outbox if seq not in sent]
+        self._stale = True
+        self._update_gauges()
+
+    async def _dispatch_one(self, event: dict[str, Any]) -> None:
+        try:
+            await self._dispatch(event)
+        except Exception:
+            # One event that cannot go out must not hold up the ones behind it; the
+            # incidents' retained state is published again at the next start.
+            log.exception("rules: could not dispatch %s", event.get("event"))
 
     def _journal(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
         """Commit the batch's events that neither the journal nor the snapshot holds yet.

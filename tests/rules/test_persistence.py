@@ -169,7 +169,7 @@ async def test_an_action_dispatched_before_a_crash_is_not_asked_for_again(
     assert set(second.lines) == set(first.lines)
 
 
-async def test_events_journalled_but_not_dispatched_go_out_once_after_a_crash(
+async def test_an_action_cut_short_by_a_crash_is_asked_for_again_once(
     reopen: Callable[[], FlakyStore],
 ) -> None:
     first = Recorder()
@@ -184,16 +184,49 @@ async def test_events_journalled_but_not_dispatched_go_out_once_after_a_crash(
         svc.dispatcher.register("actuate", type("Stuck", (), {"execute": staticmethod(stuck)})())
         svc.on_readings([r("wl-2", 0.40, 10)])
         await asyncio.wait_for(dispatcher_blocked.wait(), 5)
+    # Actions go before the journal's commit (the executor keeps its own record, and knows
+    # the action's id): nothing of this reading was journalled, nothing acknowledged.
+    assert journal(store) == {}
+    assert snapshot(store) is None
+
+    second = Recorder()
+    async with service(reopen(), second, []) as svc:
+        svc.on_readings([r("wl-2", 0.40, 10)])  # delivered again by the broker
+        await idle(svc)
+        assert len(second.actions) == 1, "the action was not asked for again after the start"
+        svc.on_readings([r("wl-2", 0.40, 10)])  # and once more
+        await idle(svc)
+    assert len(second.actions) == 1, "the action went out twice"
+
+
+async def test_events_journalled_but_not_dispatched_go_out_once_after_a_crash(
+    reopen: Callable[[], FlakyStore],
+) -> None:
+    first = Recorder()
+    publishing = asyncio.Event()
+
+    async def stuck(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        publishing.set()
+        await asyncio.Event().wait()  # the process dies while the incident goes out
+
+    store = reopen()
+    async with service(store, first, []) as svc:
+        # After the start's republication of what the store held (nothing here).
+        await eventually(lambda: not svc._republish, "the dispatch to start")
+        svc.publisher = type("Stuck", (), {"publish": staticmethod(stuck)})()
+        svc.on_readings([r("wl-2", 0.40, 10)])
+        await asyncio.wait_for(publishing.wait(), 5)
+    assert len(first.actions) == 1
     assert journal(store) == {1: "opened", 2: "action"}
     assert store.get(STATE, DISPATCHED) is None
 
     second = Recorder()
     async with service(reopen(), second, []) as svc:
         await idle(svc)
-        assert len(second.actions) == 1, "the journalled action did not go out after the start"
+        assert len(second.published) == 1, "the journalled incident did not go out"
         svc.on_readings([r("wl-2", 0.40, 10)])  # delivered again by the broker
         await idle(svc)
-    assert len(second.actions) == 1, "the action went out twice"
+    assert second.actions == [], "the journalled action was asked for again"
 
 
 async def test_the_state_covers_the_journal_and_acknowledges_what_it_reflects(
@@ -306,21 +339,22 @@ async def test_a_refused_journal_commit_holds_the_events_back_and_tries_again(
     out = Recorder()
     store = reopen()
 
-    async def execute(action: ActionRequested) -> None:
-        assert 2 in journal(store), "the action left before the store held it"
-        out.actions.append(action.action_id)
+    async def publish(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        assert 1 in journal(store), "the incident left before the store held it"
+        out.published.append((topic, payload))
 
     async with service(store, out, []) as svc:
-        svc.dispatcher.register(
-            "actuate", type("Checked", (), {"execute": staticmethod(execute)})()
-        )
+        await eventually(lambda: not svc._republish, "the dispatch to start")
+        svc.publisher = type("Checked", (), {"publish": staticmethod(publish)})()
         store.refuse = 2
         svc.on_readings([r("wl-1", 0.30, 10)])
         await idle(svc)
+    # The barrier's command went at once: its executor keeps its own record of it.
     assert len(out.actions) == 1
+    assert len(out.published) == 1
     refused = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
     assert len(refused) == 2
-    assert "2 events wait" in refused[0]
+    assert "1 events wait" in refused[0]
     assert "disk is full" in refused[0]
 
 
