@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -269,12 +270,14 @@ class HubProcess:
         listen = json.loads(config.read_text())["api"]["listen"]
         return cls(config, listen, config.parent / "hub.log")
 
-    def start(self) -> None:
+    def start(self, env: Mapping[str, str] | None = None) -> None:
+        """Start the hub and wait until it is connected; `env` adds environment variables."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hub", "run", "-c", str(self.config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **env} if env else None,
             )
         wait_for(lambda: self.health().get("mqtt_connected"), "the hub to connect", timeout=30)
 
