@@ -236,12 +236,16 @@ class Hub:
         for index, batch in others.items():
             self._routes[index][1](batch)
 
-    def acknowledge(self, incident_id: str, by: str) -> None:
-        """An operator acknowledges an incident; audited (raises IncidentNotFoundError)."""
+    async def acknowledge(self, incident_id: str, by: str) -> None:
+        """An operator acknowledges an incident; audited, and durable before this returns
+        (raises IncidentNotFoundError, or StoreError when it could not be saved yet)."""
         self.rules.acknowledge(incident_id, by)
         self.audit.record(
             "ack", by, f"acknowledged incident {incident_id}", incident_id=incident_id
         )
+        # The broker will not bring an acknowledgement back: it counts once the rules'
+        # state that holds it is synced, not when it is in memory.
+        await self.rules.persist()
 
     def _on_durable(self, tokens: list[object]) -> None:
         # Stored is not enough: the rules' state that reflects these readings must be saved

@@ -20,6 +20,7 @@ from hub.durations import DurationError, parse_duration
 from hub.rules.events import IncidentNotFoundError
 from hub.rules.service import rfc3339
 from hub.storage.influx import InfluxError, quote_ident
+from hub.store import StoreError
 from hub.units import CANONICAL
 
 if TYPE_CHECKING:
@@ -232,9 +233,15 @@ async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
     if incident.state == "cleared":
         return error(409, f"incident {incident_id!r} has cleared; there is nothing to acknowledge")
     try:
-        room.hub.acknowledge(incident_id, actor)
+        await room.hub.acknowledge(incident_id, actor)
     except IncidentNotFoundError:
         return error(404, f"no incident {incident_id!r} (it was archived just now)")
+    except (StoreError, OSError) as exc:
+        return error(
+            503,
+            f"incident {incident_id!r} is acknowledged but not saved yet ({exc}); the hub "
+            "saves it as soon as the store takes writes again",
+        )
     now = room.hub.rules.engine.incident(incident_id)
     return web.json_response({"incident": public((now or incident).to_dict(), room.evidence_dir)})
 

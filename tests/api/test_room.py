@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hub.rules.service import SNAPSHOT, STATE
 from tests.api.conftest import Api
 from tests.api.support import OPERATOR, VIEWER
 from tests.helpers import Peer, eventually
@@ -127,6 +128,8 @@ async def test_flood_to_acknowledgement(api: Api, sensors: Peer, prefix: str) ->
     assert status == 200
     assert body["incident"]["state"] == "acknowledged"
     assert body["incident"]["acked_by"] == "desk-1"
+    saved = api.hub.store.get(STATE, SNAPSHOT)["engine"]["incidents"]
+    assert [(i["id"], i["acked_by"]) for i in saved] == [(incident["id"], "desk-1")]
     status, again = await api.ack(incident["id"], data="")  # twice: nothing more happens
     assert (status, again["incident"]["acked_by"]) == (200, "desk-1")
     assert len((await api.get("/api/incidents?state=acknowledged"))["incidents"]) == 1
@@ -135,6 +138,37 @@ async def test_flood_to_acknowledgement(api: Api, sensors: Peer, prefix: str) ->
     assert audit[0]["actor"] == "desk-1"
     assert audit[0]["incident_id"] == incident["id"]
     assert audit[0]["ts"].endswith("Z")
+
+
+async def test_an_acknowledgement_is_answered_once_it_is_durable(
+    api: Api, sensors: Peer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send(sensors, prefix, "wl-1", 30.0, time.time())
+    (incident,) = await eventually(
+        lambda: api.hub.rules.engine.incidents() or None, "the flood incident"
+    )
+    gate = asyncio.Event()
+    sync = api.hub.store.sync
+
+    async def slow_sync() -> None:
+        await gate.wait()  # a disk that takes its time
+        await sync()
+
+    monkeypatch.setattr(api.hub.store, "sync", slow_sync)
+    answer = asyncio.create_task(api.ack(incident.id))
+    try:
+        await eventually(
+            lambda: api.hub.rules.engine.incident(incident.id).state == "acknowledged",
+            "the acknowledgement to reach the rules",
+        )
+        await asyncio.sleep(0.2)  # the window of this negative check: an answer needs ~10 ms
+        assert not answer.done(), "answered before the acknowledgement was durable"
+    finally:
+        gate.set()  # the hub's drain syncs too
+    status, body = await answer
+    assert (status, body["incident"]["acked_by"]) == (200, "desk-1")
+    saved = api.hub.store.get(STATE, SNAPSHOT)["engine"]["incidents"]
+    assert [(i["id"], i["acked_by"]) for i in saved] == [(incident.id, "desk-1")]
 
 
 async def test_readings_for_the_chart(api: Api, sensors: Peer, prefix: str) -> None:
