@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 
@@ -292,6 +292,14 @@ class HubProcess:
             return dict(json.load(exc))
         except OSError:
             return {}
+
+    def get(self, path: str, token: str) -> Any:
+        """The JSON an API path answers, read with `token`."""
+        request = urllib.request.Request(
+            f"http://{self.listen}{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.load(resp)
 
     def metric(self, name: str) -> float:
         """A metric's value from /metrics, summed over its label sets."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def actuators(hub: HubProcess) -> list[dict[str, Any]]:
-    request = urllib.request.Request(
-        f"http://{hub.listen}/api/actuators", headers={"Authorization": f"Bearer {VIEWER}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        return list(json.load(resp)["actuators"])
+    return list(hub.get("/api/actuators", VIEWER)["actuators"])
 
 
 def confirmed(hub: HubProcess) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ import random
 import shutil
 import signal
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 def incidents(hub: HubProcess) -> list[dict[str, Any]]:
-    request = urllib.request.Request(
-        f"http://{hub.listen}/api/incidents", headers={"Authorization": f"Bearer {VIEWER}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        return list(json.load(resp)["incidents"])
+    return list(hub.get("/api/incidents", VIEWER)["incidents"])
 
 
 def damage(path: Path, how: str, rng: random.Random) -> str:
