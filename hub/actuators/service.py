@@ -44,6 +44,7 @@ from hub.rules.events import ActionRequested, Incident
 from hub.rules.service import RuleService, rfc3339
 from hub.scheduler import Job
 from hub.store import Changes, Store, StoreError
+from hub.store.legacy import adopt, read_json_lines
 
 log = logging.getLogger("hub.actuators")
 PUBLISH_TIMEOUT = 2.0
@@ -486,7 +487,7 @@ class ActuatorService:
             return
         jobs: dict[str, dict[str, Any]] = {}
         states: dict[str, dict[str, Any]] = {}
-        for record in _legacy_records(path):  # later records of a job replace earlier ones
+        for record in read_json_lines(path):  # later records of a job replace earlier ones
             if "job" in record:
                 jobs[str(record["job"]["command_id"])] = record["job"]
             elif "state" in record:
@@ -497,9 +498,7 @@ class ActuatorService:
             changes.put(JOBS, cid, job)
         for actuator, state in states.items():
             changes.put(STATES, actuator, state)
-        self.store.commit(changes)
-        self.store.sync_now()  # durable before the only other copy is renamed away
-        path.rename(path.with_name(path.name + ".imported"))
+        adopt(self.store, changes, [path])
         log.info(
             "actuators: imported %d commands and %d states from %s into %s",
             len(jobs),
@@ -584,20 +583,6 @@ class ActuatorService:
         return sorted(
             self._by_action.get(job.action_id, [job]), key=lambda j: (j.issued_at, j.command_id)
         )
-
-
-def _legacy_records(path: Path) -> list[dict[str, Any]]:
-    """The records of an older hub's journal of commands (JSON lines), oldest first."""
-    found: list[dict[str, Any]] = []
-    for number, line in enumerate(path.read_bytes().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            found.append(dict(orjson.loads(line)))
-        except orjson.JSONDecodeError:
-            # A crash can tear the last line only, and what it held was never acted on.
-            log.warning("actuators: %s:%d: skipped an unreadable record", path, number)
-    return found
 
 
 def _job_changes(jobs: list[J.CommandJob]) -> Changes:

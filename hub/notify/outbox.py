@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from hub.store import Changes, Store
+from hub.store.legacy import adopt, read_json_lines
 
 log = logging.getLogger("hub.notify")
 
@@ -185,9 +184,7 @@ def import_legacy(store: Store, path: Path) -> None:
         changes.put(NOTES, key, note)
     for iid, at in archived.items():
         changes.put(ARCHIVED, iid, at)
-    store.commit(changes)
-    store.sync_now()  # durable before the only other copy is renamed away
-    path.rename(path.with_name(path.name + ".imported"))
+    adopt(store, changes, [path])
     log.info(
         "notify: imported %d notes and %d archived incidents from %s into %s",
         len(notes),
@@ -201,15 +198,7 @@ def _read_legacy(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, float
     """Notes by key and archived incidents of an older hub's outbox (JSON lines of changes)."""
     notes: dict[str, dict[str, Any]] = {}
     archived: dict[str, float] = {}
-    for line in path.read_bytes().splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            # Only the last line can be torn (a crash mid-append); it was never accepted.
-            log.warning("notify: skipping a torn line in %s", path)
-            continue
+    for record in read_json_lines(path):
         op = record["op"]
         if op == "put":
             notes[record["note"]["key"]] = dict(record["note"])

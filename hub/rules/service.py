@@ -53,6 +53,7 @@ from hub.rules.model import RuleSet
 from hub.rules.rederive import snapshot_from_incidents
 from hub.storage.line import point_line
 from hub.store import Changes, Store, StoreError, seq_key
+from hub.store.legacy import adopt, read_json_lines
 
 log = logging.getLogger("hub.rules")
 
@@ -99,17 +100,6 @@ def incident_payload(incident: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """An older hub's journal: its complete records; a line torn by a crash is skipped."""
-    records: list[dict[str, Any]] = []
-    for line in path.read_bytes().splitlines():
-        try:
-            records.append(dict(orjson.loads(line)))
-        except orjson.JSONDecodeError:
-            continue
-    return records
-
-
 def import_legacy(store: Store, folder: Path) -> None:
     """Bring an older hub's rules state and journal files into an empty store, once.
 
@@ -149,7 +139,7 @@ def import_legacy(store: Store, folder: Path) -> None:
             f"{state_file.name} (up to event {covered}, {len(snapshot['outbox'])} undispatched)"
         )
     if journal_file.exists():
-        records = _read_jsonl(journal_file)
+        records = read_json_lines(journal_file)
         events = [rec for rec in records if "seq" in rec and int(rec["seq"]) > covered]
         done = max((int(rec["done"]) for rec in records if "done" in rec), default=0)
         for record in events:
@@ -168,11 +158,7 @@ def import_legacy(store: Store, folder: Path) -> None:
         )
     if state_file.exists() or snapshot["outbox"]:
         changes.put(STATE, SNAPSHOT, snapshot)
-    if changes:
-        store.commit(changes)
-        store.sync_now()
-    for path in found:
-        path.replace(path.with_name(f"{path.name}.imported"))
+    adopt(store, changes, found)
     log.info(
         "rules: imported %s into %s; the files are renamed *.imported",
         " and ".join(imported),
