@@ -169,7 +169,7 @@ class SqliteStore:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: reading failed: {exc}") from exc
+            raise _error(exc, f"{self.path}: reading failed: {exc}") from exc
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -204,13 +204,7 @@ class SqliteStore:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            kind = (
-                StoreCorruptError
-                if isinstance(exc, sqlite3.DatabaseError)
-                and ("malformed" in str(exc) or "not a database" in str(exc))
-                else StoreError
-            )
-            raise kind(f"{self.path}: commit failed, nothing of it kept: {exc}") from exc
+            raise _error(exc, f"{self.path}: commit failed, nothing of it kept: {exc}") from exc
         finally:
             if self._crash is not None:
                 db.set_progress_handler(None, 0)
@@ -300,6 +294,13 @@ def _open_checked(path: Path) -> sqlite3.Connection:
         db.close()
         raise StoreError(f"{path}: WAL mode could not be set (journal_mode {mode})")
     return db
+
+
+def _error(exc: sqlite3.DatabaseError, message: str) -> StoreError:
+    """StoreCorruptError when SQLite found the file damaged, else StoreError (a full disk)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code, without extensions
+    damaged = code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return StoreCorruptError(message) if damaged else StoreError(message)
 
 
 def _bad_checksums(db: sqlite3.Connection) -> list[str]:
