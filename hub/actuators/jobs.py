@@ -137,8 +137,11 @@ def on_ack(job: CommandJob, status: str, state: str | None, detail: str | None, 
 
 
 def on_state(job: CommandJob, state: str, transitional: tuple[str, ...], now: int) -> bool:
-    """The actuator reported its state (retained `.../state`) after the command was sent."""
-    if job.final or job.first_sent is None or job.expect is None:
+    """The actuator reported its state (retained `.../state`) after the command was sent.
+
+    An acknowledgement proves the command arrived even when the broker's PUBACK has not been
+    handled yet: the actuator's answers can overtake it."""
+    if job.final or job.expect is None or (job.first_sent is None and not job.acked):
         return False
     if state == job.expect:
         return move(job, "done", now, f"state {state} confirmed")

@@ -52,6 +52,21 @@ def test_done_ack_contradicted_by_state_fails() -> None:
     assert j.state == "failed"
 
 
+def test_answers_that_overtake_the_brokers_puback_still_count() -> None:
+    """The controller's ack and state can be handled before the hub handles the PUBACK."""
+    j = job()
+    assert not J.on_state(j, "open", (), 0), "the state from before the command"
+    J.on_ack(j, "accepted", None, None, S)
+    J.on_ack(j, "done", "closed", None, S)
+    J.on_state(j, "open", (), S)
+    assert j.state == "failed"
+    assert not J.on_sent(j, 2 * S) or j.state == "failed"
+    k = job()
+    J.on_ack(k, "done", "closed", None, S)
+    J.on_state(k, "closed", (), S)
+    assert k.state == "done"
+
+
 def test_expiry_and_confirmation() -> None:
     j = job(state="awaiting_confirmation", auto_at=3 * S)
     assert J.due(j, 2 * S, **TIMING) == (False, False)
