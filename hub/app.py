@@ -27,6 +27,7 @@ from hub.detection.service import DetectionService
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
+from hub.metrics import INGEST_PAUSED
 from hub.mqtt import Message, MqttClient, MqttError
 from hub.notify.channels import SecretMissingError
 from hub.notify.service import Notifier
@@ -83,7 +84,7 @@ class Hub:
             timeout=influx.timeout,
         )
         spool_dir = Path(influx.spool_dir) if influx.spool_dir else Path(config.data_dir) / "spool"
-        self.spool = Spool(spool_dir, max_bytes=influx.spool_max_mb * 1024 * 1024)
+        self.spool = Spool(spool_dir, max_bytes=int(influx.spool_max_mb * 1024 * 1024))
         self.writer = StorageWriter(
             self.influx,
             self.spool,
@@ -258,11 +259,14 @@ class Hub:
     def health(self) -> HealthReport:
         mqtt_ok = self.mqtt.connected
         influx_ok = not self.writer.spooling
+        refused = self.writer.spool_refused
         return HealthReport(
-            ok=mqtt_ok and influx_ok,
+            ok=mqtt_ok and influx_ok and refused is None,
             mqtt_connected=mqtt_ok,
             influx_up=influx_ok,
             spooled_points=self.writer.spooled_points,
+            taking_readings=not self._paused.is_set(),
+            spool_refused=refused,
             rules_loaded=len(self.rules.engine.rules),
             rule_errors=list(self.rules.reload_problems),
         )
@@ -273,6 +277,7 @@ class Hub:
         if not self._paused.is_set():
             self.mqtt.pause_reading()
             self._paused.set()
+            INGEST_PAUSED.set(1)
 
     async def _relieve(self) -> None:
         """Resume reading from the broker once the storage buffer has room again."""
@@ -281,6 +286,7 @@ class Hub:
             await self.writer.wait_for_room()
             self.mqtt.resume_reading()
             self._paused.clear()
+            INGEST_PAUSED.set(0)
 
     async def _take_back_incidents(self) -> None:
         """With no rules' state in the store (a first start, or a damaged store made anew),

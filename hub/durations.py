@@ -43,9 +43,7 @@ def parse_duration(text: str | float, maximum: float = MAX_DURATION_S) -> float:
 
 def _within(seconds: float, text: str | float, maximum: float) -> float:
     if not math.isfinite(seconds) or seconds > maximum:
-        raise DurationError(
-            f"a duration here is at most {format_duration(maximum)}, got {text!r}"
-        )
+        raise DurationError(f"a duration here is at most {format_duration(maximum)}, got {text!r}")
     return seconds
 
 

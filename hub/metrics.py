@@ -43,7 +43,7 @@ POINTS_SPOOLED = Counter(
 )
 POINTS_DROPPED = Counter(
     "hub_points_dropped",
-    "Points given up on, by reason (rejected by InfluxDB, spool full)",
+    "Points given up on, by reason (rejected by InfluxDB, a corrupt spool record)",
     ["reason"],
     registry=REGISTRY,
 )
@@ -51,6 +51,16 @@ STORAGE_BUFFER = Gauge(
     "hub_storage_buffer_points", "Points buffered in memory for InfluxDB", registry=REGISTRY
 )
 SPOOL_BYTES = Gauge("hub_spool_bytes", "Bytes waiting in the on-disk spool", registry=REGISTRY)
+INGEST_PAUSED = Gauge(
+    "hub_ingest_paused",
+    "1 while the hub reads no messages because storage has no room (the broker holds them)",
+    registry=REGISTRY,
+)
+SPOOL_FULL = Gauge(
+    "hub_spool_full",
+    "1 while the spool refuses batches (full or its disk failing): readings stay at the broker",
+    registry=REGISTRY,
+)
 SPOOL_POINTS = Gauge("hub_spool_points", "Points waiting in the on-disk spool", registry=REGISTRY)
 WRITE_LATENCY = Histogram(
     "hub_influx_write_seconds",

@@ -19,6 +19,10 @@ class HealthReport:
     mqtt_connected: bool
     influx_up: bool
     spooled_points: int
+    # False while the storage buffer is full: the broker holds new messages for the hub.
+    taking_readings: bool = True
+    # Why the on-disk spool refuses points (full, its disk full or failing), while it does.
+    spool_refused: str | None = None
     rules_loaded: int = 0
     # Problems of the rule files on disk when a reload failed; the last good rules run.
     rule_errors: list[str] = field(default_factory=list)

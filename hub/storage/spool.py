@@ -9,6 +9,7 @@ starts a new segment and replays the old ones first."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import struct
@@ -25,6 +26,11 @@ _LEN_COUNT = struct.Struct("<II")
 _MAX_RECORD = 1 << 30
 _SUFFIX = ".seg"
 _CURSOR = "cursor"
+
+
+class SpoolFullError(OSError):
+    """The spool holds `max_bytes` already: nothing is dropped to make room, the caller keeps
+    the batch (and does not acknowledge it) until a replay frees a segment."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ def _read(
 
 
 class Spool:
-    """FIFO of batches on disk with a size cap that drops the oldest segment when full."""
+    """FIFO of batches on disk with a size cap; a full spool refuses, it never drops."""
 
     def __init__(
         self,
@@ -118,7 +124,7 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        # Several segments must fit under the cap, or dropping the oldest frees nothing.
+        # Several segments must fit under the cap, or replaying the oldest frees nothing.
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self.fsync = fsync
         self._segments: list[_Segment] = []
@@ -213,18 +219,40 @@ class Spool:
     # --- writing ---------------------------------------------------------------------------
 
     def append(self, payload: bytes, count: int) -> None:
-        """Append one batch (a small write, done inline); call `sync` before relying on it."""
+        """Append one batch (a small write, done inline); call `sync` before relying on it.
+
+        Raises SpoolFullError when the batch does not fit under `max_bytes` (an empty spool
+        takes one batch bigger than the cap, or such a batch could never be taken), and
+        OSError when the disk fails or is full; the spool is unchanged then."""
         size = _HEADER.size + len(payload)
+        if self.disk_bytes + size > self.max_bytes:
+            self._reclaim()
+            if self.disk_bytes + size > self.max_bytes and not self.empty:
+                raise SpoolFullError(
+                    f"spool {self.directory} is full ({self.disk_bytes} bytes of "
+                    f"{self.max_bytes}); it takes more once a replay frees room"
+                )
+        try:
+            self._write(payload, count, size)
+        except OSError:
+            if not self._reclaim():  # a replayed segment gives its room back to the disk
+                raise
+            self._write(payload, count, size)
+
+    def _write(self, payload: bytes, count: int, size: int) -> None:
         tail = self._segments[-1] if self._tail_fd >= 0 else None
         if tail is None or (tail.end > 0 and tail.end + size > self.segment_bytes):
             tail = self._rotate()
-        while self.disk_bytes + size > self.max_bytes and len(self._segments) > 1:
-            self._drop_oldest()
         header = _HEADER.pack(len(payload), count, _crc(len(payload), count, payload))
-        written = os.writev(self._tail_fd, [header, payload])
+        try:
+            written = os.writev(self._tail_fd, [header, payload])
+        except OSError as exc:
+            raise OSError(exc.errno, f"spool {tail.path}: {exc.strerror}") from None
         if written != size:  # a full disk; keep the segment's end honest and say so
             os.ftruncate(self._tail_fd, tail.end)
-            raise OSError(f"spool {tail.path}: short write ({written} of {size} bytes)")
+            raise OSError(
+                errno.ENOSPC, f"spool {tail.path}: short write ({written} of {size} bytes)"
+            )
         tail.end += size
         tail.points += count
         self._dirty = True
@@ -242,21 +270,22 @@ class Spool:
         self._dir_dirty = True
         return segment
 
-    def _drop_oldest(self) -> None:
-        head = self._segments.pop(0)
-        try:
-            head.path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("spool %s: cannot delete %s: %s", self.directory, head.path, exc)
-        if head.points:
-            POINTS_DROPPED.labels(reason="spool_full").inc(head.points)
-            log.error(
-                "spool %s is full (%d bytes): DROPPED the oldest %d points (segment %s)",
-                self.directory,
-                self.max_bytes,
-                head.points,
-                head.path.name,
-            )
+    def _reclaim(self) -> bool:
+        """Delete the segments replayed to their end, the one appended to included (the next
+        append starts a new one): while appends go on, a replay never deletes that one."""
+        tail = self._segments[-1] if self._tail_fd >= 0 else None
+        if tail is not None and tail.end > 0 and tail.start >= tail.end:
+            os.close(self._tail_fd)  # replayed: nothing to sync, and its room is freed now
+            self._tail_fd = -1
+            tail = None
+        done = [s for s in self._segments if s.start >= s.end and s is not tail]
+        for segment in done:
+            self._segments.remove(segment)
+            try:
+                segment.path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("spool %s: cannot delete %s: %s", self.directory, segment.path, exc)
+        return any(s.end > 0 for s in done)
 
     async def sync(self) -> None:
         """Make what was appended durable (fsync in a thread)."""

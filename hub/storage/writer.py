@@ -11,13 +11,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from hub.metrics import INFLUX_UP, POINTS_DROPPED, STORAGE_BUFFER
+from hub.metrics import INFLUX_UP, SPOOL_FULL, STORAGE_BUFFER
 from hub.storage.batch import Batch, Outcome, count_written, write_batch
 from hub.storage.influx import InfluxClient
 from hub.storage.replay import replay_some
 from hub.storage.spool import Spool
 
 log = logging.getLogger("hub.storage")
+
+_FINISHED = (Outcome.STORED, Outcome.REJECTED)
 
 
 class StorageWriter:
@@ -79,6 +81,7 @@ class StorageWriter:
         self._stopped = asyncio.Event()
         self._recover_task: asyncio.Task[None] | None = None
         self._up: bool | None = None  # InfluxDB's state as last seen, for INFLUX_UP
+        self._refused: str | None = None  # why the spool last refused points, while it does
 
     # --- producer side ---------------------------------------------------------------------
 
@@ -96,6 +99,11 @@ class StorageWriter:
     def spooled_points(self) -> int:
         """Points waiting in the spool to be replayed."""
         return self._spool.points
+
+    @property
+    def spool_refused(self) -> str | None:
+        """Why the spool refuses points (full, or its disk full or failing), while it does."""
+        return self._refused
 
     @property
     def spooling(self) -> bool:
@@ -228,10 +236,14 @@ class StorageWriter:
             batch = self._queue.popleft()
             self._queued -= batch.count
             self._inflight.append(batch)
+            if batch.outcome in _FINISHED:  # kept back by a spool that refused the rest
+                self._wake.set()
+                continue
             if not batch.body:  # only tokens: acknowledged in turn, nothing to write
                 batch.outcome = Outcome.STORED
                 self._wake.set()
                 continue
+            batch.outcome = batch.error = None  # it may come back from a spool that refused it
             batch.started = time.monotonic()
             batch.task = tg.create_task(
                 write_batch(self._client, batch, self._wake), name="storage-write"
@@ -261,7 +273,11 @@ class StorageWriter:
         self._wake.set()
 
     async def _spool_batches(self) -> None:
-        """Move every batch in flight or waiting to the spool, in order, then acknowledge."""
+        """Move every batch in flight or waiting to the spool, in order, then acknowledge.
+
+        A spool that refuses (full, or its disk full or failing) keeps the rest in memory,
+        unacknowledged: the buffer fills, ingest stops reading, and the broker holds the
+        messages until a replay frees room. Nothing acknowledged is ever dropped."""
         batches = [*self._inflight, *self._queue]
         if not batches:
             return
@@ -269,38 +285,68 @@ class StorageWriter:
         self._queue.clear()
         self._queued = 0
         done: list[Batch] = []
-        try:
-            for batch in batches:
-                if batch.outcome in (Outcome.STORED, Outcome.REJECTED):
-                    count_written(batch)
-                elif batch.body:
+        refused: OSError | None = None
+        for batch in batches:
+            try:
+                if batch.body and batch.outcome not in _FINISHED:
                     if batch.task is not None:
                         batch.task.cancel()  # the spool has it now; a replay writes it again
                     self._spool.append(batch.body, batch.count)
-                done.append(batch)
-        except OSError:
-            rest = batches[len(done) :]
-            log.exception("cannot spool %d points", sum(b.count for b in rest))
-            if self._force:
-                self._give_up(rest)
-            else:
-                self._queue.extendleft(reversed(rest))
-                self._queued = sum(b.count for b in self._queue)
+            except OSError as exc:
+                refused = exc
+                break
+            done.append(batch)
         try:
             await self._spool.sync()
-        except OSError:
-            log.exception("fsync of the spool failed; its last batches may not survive a crash")
+        except OSError as exc:
+            # What the failed fsync covered may not be on disk: spooled again (InfluxDB keeps
+            # one copy of a point written twice), and acknowledged only then.
+            # Acknowledgements keep the order of arrival, so all of them wait.
+            refused, done = exc, []
+        kept = batches[len(done) :]
+        for batch in kept:
+            if batch.task is not None and batch.outcome is None:
+                batch.task.cancel()  # written again in turn, so that nothing overtakes
+        if kept and self._force:
+            self._abandon(kept, refused)
+            kept = []
+        self._queue.extendleft(reversed(kept))  # ahead of what came in during the sync
+        self._queued = sum(b.count for b in self._queue)
+        self._set_refused(refused if kept else None)
         for batch in done:
+            if batch.outcome in _FINISHED:
+                count_written(batch)
             self._durable(batch)
-        if len(done) < len(batches) and not self._force:
-            await asyncio.sleep(self._retry_min)  # the disk is full or failing
+        if kept:
+            await asyncio.sleep(self._retry_min)  # then try again: a replay may have made room
+            self._wake.set()
 
-    def _give_up(self, batches: list[Batch]) -> None:
+    def _set_refused(self, exc: OSError | None) -> None:
+        why = None if exc is None else str(exc)
+        if why and not self._refused:
+            log.error(
+                "%s: %d points wait in memory, and no new reading is taken (the broker holds "
+                "them) until there is room",
+                why,
+                self._queued,
+            )
+        elif self._refused and not why:
+            log.warning("the spool takes points again: reading from the broker resumes")
+        self._refused = why
+        SPOOL_FULL.set(1 if why else 0)
+
+    def _abandon(self, batches: list[Batch], exc: OSError | None) -> None:
+        """At shutdown, points neither InfluxDB nor the spool took: not acknowledged, so that
+        the broker delivers them again next session."""
         lost = sum(b.count for b in batches)
-        POINTS_DROPPED.labels(reason="spool_error").inc(lost)
-        log.error("LOST %d points: InfluxDB did not take them and the spool failed", lost)
-        for batch in batches:
-            self._durable(batch)
+        log.error(
+            "%d points neither stored nor spooled at shutdown (%s): not acknowledged, the "
+            "broker delivers them again at the next start (those sent at QoS 0 are lost)",
+            lost,
+            exc,
+        )
+        self._buffered -= lost
+        STORAGE_BUFFER.set(self._buffered)
 
     def _save_now(self) -> None:
         """On cancellation: spool whatever is still in memory, without the event loop."""
@@ -316,8 +362,13 @@ class StorageWriter:
             for batch in batches:
                 self._spool.append(batch.body, batch.count)
             self._spool.sync_now()
-        except OSError:
-            log.exception("cannot spool the last %d points", sum(b.count for b in batches))
+        except OSError as exc:
+            log.error(  # noqa: TRY400 - the cause is in the message
+                "cannot spool the last %d points (%s): not acknowledged, the broker delivers "
+                "them again at the next start",
+                sum(b.count for b in batches),
+                exc,
+            )
         else:
             if batches:
                 log.warning(
@@ -355,6 +406,7 @@ class StorageWriter:
                 if replayed is None:
                     log.info("spool replayed: writing to InfluxDB directly again")
                     self._spooling = False
+                    self._set_refused(None)  # what waited in memory goes to InfluxDB now
                     self._recovering.clear()
                     self._wake.set()
                 elif replayed:

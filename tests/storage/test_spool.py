@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hub.storage import Spool
+from hub.storage.spool import SpoolFullError
 
 from .conftest import sample
 
@@ -90,6 +91,7 @@ async def test_a_new_spool_continues_where_the_last_stopped(tmp_path: Path) -> N
 _WRITER = """
 import sys
 from hub.storage import Spool
+from hub.storage.spool import SpoolFullError
 spool = Spool(sys.argv[1], segment_bytes=4096)
 i = 0
 while True:
@@ -153,20 +155,54 @@ async def test_a_corrupt_record_drops_the_rest_of_its_segment(tmp_path: Path) ->
     assert sample("hub_points_dropped_total", reason="spool_corrupt") - before == 26
 
 
-async def test_when_full_the_oldest_segment_is_dropped_and_counted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    before = sample("hub_points_dropped_total", reason="spool_full")
-    spool = Spool(tmp_path, max_bytes=8192, segment_bytes=2048, fsync=False)
+def fill(spool: Spool, count: int) -> int:
+    """Append records until the spool refuses one: how many it took."""
     for i in range(200):
-        spool.append(payload(i), 3)
+        try:
+            spool.append(payload(i), count)
+        except SpoolFullError:
+            with pytest.raises(SpoolFullError, match="is full"):
+                spool.append(payload(i), count)  # and again: unchanged, still full
+            return i
+    return 200
+
+
+async def test_when_full_it_refuses_and_drops_nothing(tmp_path: Path) -> None:
+    """Readings in the spool were acknowledged to the broker: none may be dropped for room."""
+    spool = Spool(tmp_path, max_bytes=8192, segment_bytes=2048, fsync=False)
+    taken = fill(spool, 3)
+    assert 0 < taken < 200
     assert spool.disk_bytes <= 8192
-    seen = await drain(spool)
-    dropped = sample("hub_points_dropped_total", reason="spool_full") - before
-    assert dropped == 3 * (200 - len(seen))
-    assert dropped > 0
-    assert "DROPPED the oldest" in caplog.text
-    assert seen == [payload(i) for i in range(200 - len(seen), 200)]  # the newest are kept
+    with pytest.raises(SpoolFullError):
+        spool.append(payload(taken), 3)  # still full: unchanged, nothing dropped
+    assert spool.points == 3 * taken
+
+    # A replay that frees a segment makes room; what was refused is appended after the rest.
+    first = await spool.read(max_bytes=4096)  # the oldest segment, whole
+    for record in first:
+        spool.commit(record)
+    spool.append(payload(taken), 3)
+    seen = [r.payload for r in first] + await drain(spool)
+    assert seen == [payload(i) for i in range(taken + 1)]
+
+
+async def test_a_full_spool_replayed_to_its_end_frees_all_its_room(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=8192, segment_bytes=2048, fsync=False)
+    assert fill(spool, 1) < 200
+    await drain(spool)
+    for i in range(40):  # the segment appended to is gone too once it is replayed
+        spool.append(payload(i), 1)
+    assert await drain(spool) == [payload(i) for i in range(40)]
+    assert len(_segments(tmp_path)) <= 1
+
+
+async def test_an_empty_spool_takes_a_batch_bigger_than_its_cap(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=4096, fsync=False)
+    spool.append(payload(0, 10_000), 1)
+    with pytest.raises(SpoolFullError):
+        spool.append(payload(1), 1)
+    assert await drain(spool) == [payload(0, 10_000)]
+    spool.append(payload(1), 1)
 
 
 async def test_metrics_follow_the_spool(spool: Spool) -> None:

@@ -178,6 +178,55 @@ async def test_errors_spool_and_replay_keeps_order(
     assert await stored(influx.url, database) == 5000
 
 
+async def test_a_full_spool_holds_points_back_and_loses_none(
+    gate: Gate, gated: InfluxClient, tmp_path: Path, influx: LocalInflux, database: str
+) -> None:
+    """InfluxDB down and the spool at its cap: points wait in memory unacknowledged, the
+    producer is held back, nothing is dropped; with InfluxDB back all of them are stored, in
+    order, and acknowledged in order."""
+    durable: list[object] = []
+    spool = Spool(tmp_path, max_bytes=16_384, segment_bytes=4096, fsync=False)
+    writer = StorageWriter(
+        gated,
+        spool,
+        batch_size=100,
+        flush_interval=0.02,
+        buffer_points=1000,
+        on_durable=durable.extend,
+        max_in_flight=1,  # so that the order InfluxDB took them in is the order of writes
+        **FAST_RETRY,
+    )
+    gate.mode = "error"
+    sent = 0
+
+    async def produce(until: int) -> None:
+        nonlocal sent
+        while sent < until:
+            await writer.wait_for_room()
+            writer.submit(reading_lines(sent, 20), 20, sent // 20)
+            sent += 20
+
+    async with running(writer):
+        producer = asyncio.create_task(produce(5000))
+        await eventually(lambda: writer.spool_refused is not None, "the spool to refuse")
+        await eventually(lambda: writer.full, "the buffer to fill")
+        assert sample("hub_spool_full") == 1
+        assert "is full" in (writer.spool_refused or "")
+        held = sent
+        assert not producer.done()
+        assert held < 5000, "the producer was not held back"
+        assert len(durable) * 20 <= spool.points + 1000, "more acknowledged than kept"
+        gate.mode = "pass"
+        await asyncio.wait_for(producer, 30)
+        await eventually(lambda: len(durable) == 250, "every point acknowledged", 30)
+        await eventually(lambda: not writer.spooling, "the spool to be replayed", 30)
+    assert writer.spool_refused is None
+    assert sample("hub_spool_full") == 0
+    assert durable == list(range(250))
+    assert values_in_order(gate.bodies) == list(range(5000))
+    assert await stored(influx.url, database) == 5000
+
+
 async def test_slow_influxdb_leads_to_spooling_not_to_memory(
     gate: Gate, gated: InfluxClient, tmp_path: Path, influx: LocalInflux, database: str
 ) -> None:
