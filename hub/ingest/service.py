@@ -23,6 +23,11 @@ log = logging.getLogger("hub.ingest")
 
 ReadingListener = Callable[[list[Reading]], None]
 
+# Messages stamped on arrival kept for a redelivery: more than a broker sends unacknowledged
+# to one session (MQTT's Receive Maximum is at most 65535), in at most 16 MiB of payloads.
+REDELIVERY_KEPT = 65_536
+REDELIVERY_MEMORY = 16 << 20
+
 
 class Publisher(Protocol):
     async def publish(
@@ -64,6 +69,10 @@ class Ingest:
         self._deadletters_idle.set()
         self._closing = False
         self.on_full: Callable[[], None] = lambda: None
+        self._stamped: collections.OrderedDict[tuple[str, bytes], list[Reading]] = (
+            collections.OrderedDict()
+        )
+        self._stamped_bytes = 0
 
     @staticmethod
     def topics_for(prefix: str) -> tuple[str, str]:
@@ -82,6 +91,7 @@ class Ingest:
 
     def set_validator(self, validator: Validator) -> None:
         """Swap in a validator for a new inventory; line prefixes are rebuilt lazily."""
+        validator.stamps = self.validator.stamps
         self.validator = validator
         self._lines.clear()
 
@@ -96,9 +106,16 @@ class Ingest:
         accepted: list[Reading] = []
         received = 0
         sensors = gateways = 0
+        validator = self.validator
         for msg in messages:
             parts = msg.topic.split("/")
             family = parts[depth] if len(parts) == depth + 3 else ""
+            stamped = validator.stamped
+            if msg.dup and (again := self._stamped.get((msg.topic, msg.payload))) is not None:
+                # A redelivery of a message whose readings were stamped on arrival: the same
+                # points again (InfluxDB keeps one), not new ones at a later time.
+                accepted.extend(again)
+                continue
             if family == "sensors":
                 sensors += 1
                 readings, rejections = self.validator.sensor_message(
@@ -117,6 +134,8 @@ class Ingest:
             accepted.extend(readings)
             for rejection in rejections:
                 self._reject(msg, rejection, now)
+            if msg.qos and validator.stamped != stamped:
+                self._remember(msg, readings)
         if sensors:
             metrics.MESSAGES_IN.labels("sensors").inc(sensors)
         if gateways:
@@ -136,6 +155,16 @@ class Ingest:
             asyncio.get_running_loop().call_soon(self._store, accepted, messages)
             return
         self._store(accepted, messages)
+
+    def _remember(self, msg: Message, readings: list[Reading]) -> None:
+        """Keep the stamped readings of a QoS 1 message for a redelivery (after a reconnect,
+        the broker sends again what the hub had not acknowledged yet), within a bound."""
+        key = (msg.topic, msg.payload)
+        self._stamped[key] = readings
+        self._stamped_bytes += len(msg.payload) + len(msg.topic)
+        while self._stamped_bytes > REDELIVERY_MEMORY or len(self._stamped) > REDELIVERY_KEPT:
+            (topic, payload), _ = self._stamped.popitem(last=False)
+            self._stamped_bytes -= len(payload) + len(topic)
 
     def _store(self, accepted: list[Reading], messages: list[Message]) -> None:
         line = self._line_prefix

@@ -106,6 +106,11 @@ class Validator:
         self.max_age_ns = int(max_age_s * _NS_PER_S)
         self.max_gateway_readings = max_gateway_readings
         self._converters: dict[tuple[str, str | None], Converter] = {}
+        # The last arrival stamp of each sensor: readings without `ts` are stamped strictly
+        # increasing per sensor, so that a burst never collapses onto one point. Hand it on
+        # to the validator of the next inventory version (`Ingest.set_validator`).
+        self.stamps: dict[str, int] = {}
+        self.stamped = 0  # readings stamped on arrival so far
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -200,7 +205,12 @@ class Validator:
         if sensor.max is not None and value > sensor.max:
             raise _Bad("out_of_range", self._range_error(sensor, value, where))
         raw_ts = body.get("ts")
-        ts_ns = now_ns if raw_ts is None else self._timestamp(raw_ts, now_ns, where)
+        if raw_ts is not None:
+            return Reading(sensor, value, self._timestamp(raw_ts, now_ns, where))
+        last = self.stamps.get(sensor.id, 0)
+        ts_ns = now_ns if now_ns > last else last + 1
+        self.stamps[sensor.id] = ts_ns
+        self.stamped += 1
         return Reading(sensor, value, ts_ns)
 
     def _convert(self, sensor: Sensor, unit: str | None, where: str) -> Converter:

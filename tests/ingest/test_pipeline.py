@@ -3,6 +3,7 @@ topic; InfluxDB and Mosquitto restarts in the middle of a stream lose nothing.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -14,8 +15,12 @@ import pytest
 
 from hub.app import Hub, running
 from hub.config import load_config
+from hub.ingest.service import Ingest
+from hub.ingest.validate import Validator
 from hub.inventory import load_inventory
+from hub.mqtt import Message
 from hub.services import LocalInflux, LocalMosquitto, free_port
+from hub.storage import InfluxClient
 from tests.helpers import Peer, aquery, eventually, service_sections, write_config, write_site
 
 pytestmark = pytest.mark.integration
@@ -164,6 +169,74 @@ async def test_good_readings_are_stored_and_bad_ones_dead_lettered(
     assert "UTF-8" in by_reason["not_utf8"]
     assert "region 'suwon'" in by_reason["wrong_region"]
     assert 'hub_readings_rejected_total{reason="bad_json"}' in exposition
+
+
+async def test_a_backlog_without_ts_keeps_every_reading(
+    hub_at: HubAt,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    """Readings without `ts` that the broker queued while the hub was away arrive in one batch:
+    each is stored, at its own stamp, and the rules see each."""
+    async with hub_at(mosquitto, influx) as hub:  # makes the hub's session at the broker
+        await hub.mqtt.wait_connected(10)
+    sensor = Peer(mosquitto.url, f"sensor-{uid}")
+    try:
+        for i in range(10):
+            sensor.publish(
+                f"{prefix}/sensors/suwon/wl-1", json.dumps({"value": 0.1 + i / 100, "unit": "m"})
+            )
+        await eventually(sensor.all_sent, "the broker to hold the backlog")
+    finally:
+        sensor.close()
+    seen: list[int] = []
+    async with hub_at(mosquitto, influx) as hub:
+        hub.ingest.listeners.insert(0, lambda readings: seen.extend(r.ts_ns for r in readings))
+        rows = await eventually(
+            lambda: _rows_if(aquery(influx.url, database, "SELECT * FROM reading"), 10),
+            "10 readings in InfluxDB",
+        )
+    assert sorted(round(float(str(r["value"])) * 100) for r in rows) == list(range(10, 20))
+    assert len(seen) == 10
+    assert all(a < b for a, b in itertools.pairwise(seen)), seen
+
+
+async def test_a_redelivered_message_is_the_same_readings_again(
+    tmp_path: Path, influx: LocalInflux, database: str
+) -> None:
+    """After a reconnect the broker sends again (DUP) what the hub had not acknowledged: its
+    readings keep the stamps they got, so InfluxDB keeps one of each."""
+    lines: list[bytes] = []
+
+    class Lines:
+        full = False
+
+        def submit(self, body: bytes, count: int, token: object | None = None) -> None:
+            lines.append(body)
+
+    ingest = Ingest(
+        Validator(load_inventory([write_site(tmp_path / "site")])),
+        Lines(),
+        publisher=None,  # type: ignore[arg-type]
+    )
+    first = Message("hub/sensors/suwon/wl-1", b'{"value": 0.5}', qos=1, packet_id=7)
+    again = Message("hub/sensors/suwon/wl-1", b'{"value": 0.5}', qos=1, packet_id=7, dup=True)
+    fresh = Message("hub/sensors/suwon/wl-1", b'{"value": 0.5}', qos=1, packet_id=8)
+    for msg in (first, again, fresh):
+        ingest.on_messages([msg])
+    assert lines[0] == lines[1], "the redelivery is the same point"
+    assert lines[2] != lines[0], "a new message with the same body is a new reading"
+    client = InfluxClient(influx.url, database)
+    try:
+        await client.create_database()
+        await client.write(b"".join(lines))
+    finally:
+        await client.close()
+    rows = await aquery(influx.url, database, "SELECT count(value) FROM reading")
+    assert rows[0]["count"] == 2
 
 
 async def _rows_if(rows_coro: object, count: int) -> list[dict[str, object]] | None:

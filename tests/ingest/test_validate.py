@@ -43,7 +43,32 @@ def test_reading_is_converted_to_the_canonical_unit(validator: Validator) -> Non
 def test_sensor_unit_applies_when_the_reading_has_none(validator: Validator) -> None:
     readings, _ = one(validator, {"value": 42})  # wl-1 is declared in cm
     assert readings[0].value == pytest.approx(0.42)
-    assert readings[0].ts_ns == NOW  # no ts: the time it arrived
+    # No ts: the time it arrived (a nanosecond on if an earlier test stamped wl-1 then).
+    assert NOW <= readings[0].ts_ns < NOW + 1000
+
+
+def test_readings_without_ts_are_stamped_strictly_increasing_per_sensor(
+    inventory: Inventory,
+) -> None:
+    """A burst arriving in one batch (one clock reading) keeps every reading apart."""
+    validator = Validator(inventory)
+    stamps = [one(validator, {"value": i})[0][0].ts_ns for i in range(10)]
+    assert stamps == [NOW + i for i in range(10)]
+    other = one(validator, {"value": 1}, sensor="rain-1")[0][0]
+    assert other.ts_ns == NOW, "each sensor has its own sequence"
+    gateway = validator.gateway_message(
+        "suwon",
+        "gw-1",
+        json.dumps({"readings": [{"sensor": "wl-100", "value": v} for v in range(3)]}).encode(),
+        NOW,
+    )[0]
+    assert [r.ts_ns for r in gateway] == [NOW, NOW + 1, NOW + 2]
+    later = validator.sensor_message("suwon", "wl-1", b'{"value": 1}', NOW + 10**9)[0][0]
+    assert later.ts_ns == NOW + 10**9, "a later arrival keeps its own time"
+    behind = validator.sensor_message("suwon", "wl-1", b'{"value": 1}', NOW)[0][0]
+    assert behind.ts_ns == NOW + 10**9 + 1, "a clock stepped back does not reuse a stamp"
+    given_ts = one(validator, {"value": 1, "ts": NOW / 1e9})[0][0]
+    assert given_ts.ts_ns == NOW, "a reading's own ts is kept as sent"
 
 
 @pytest.mark.parametrize(
