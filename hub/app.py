@@ -258,7 +258,7 @@ class Hub:
 
     def health(self) -> HealthReport:
         mqtt_ok = self.mqtt.connected
-        influx_ok = not self.writer.spooling
+        influx_ok = self.writer.influx_up
         refused = self.writer.spool_refused
         return HealthReport(
             ok=mqtt_ok and influx_ok and refused is None,

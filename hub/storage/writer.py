@@ -20,6 +20,8 @@ from hub.storage.spool import Spool
 log = logging.getLogger("hub.storage")
 
 _FINISHED = (Outcome.STORED, Outcome.REJECTED)
+# An InfluxDB that did not answer at start is asked again at least this often (a /ping).
+PING_EVERY_MAX = 5.0
 
 
 class StorageWriter:
@@ -104,6 +106,12 @@ class StorageWriter:
     def spool_refused(self) -> str | None:
         """Why the spool refuses points (full, or its disk full or failing), while it does."""
         return self._refused
+
+    @property
+    def influx_up(self) -> bool:
+        """Whether InfluxDB answered last time it was asked and nothing waits in the spool
+        (false until the first answer: a hub that cannot reach it at start says so at once)."""
+        return self._up is True and not self._spooling
 
     @property
     def spooling(self) -> bool:
@@ -385,10 +393,7 @@ class StorageWriter:
         INFLUX_UP.set(1 if up else 0)
 
     async def _recover(self) -> None:
-        if self._up is None:
-            up = await self._client.ping()
-            if self._up is None:  # a write may have answered first, and more recently
-                self._set_up(up)
+        await self._watch_until_up()
         while True:
             await self._recovering.wait()
             delay = self._retry_min if self._after_failure else 0.0
@@ -414,6 +419,37 @@ class StorageWriter:
                 else:
                     delay = min(self._retry_max, max(self._retry_min, delay * 2))
                     log.debug("InfluxDB still unavailable; next try within %.1fs", delay)
+
+    async def _watch_until_up(self) -> None:
+        """At start, ping InfluxDB until it answers, so that health tells the truth before
+        the first write; make the database once it does (it may have been down at start)."""
+        delay = self._retry_min
+        while self._up is not True and not self._spooling:
+            up = await self._client.ping()
+            if up:
+                with contextlib.suppress(Exception):  # a write says what is wrong, if anything
+                    await self._client.create_database()
+            if not (self.influx_up or self._spooling):  # a write may have answered since
+                if not up and self._up is None:
+                    log.warning(
+                        "InfluxDB does not answer at %s: health is 503 until it does; readings "
+                        "are spooled meanwhile",
+                        self._client.url,
+                    )
+                self._set_up(up)
+            if up or await self._event_within(self._recovering, delay):
+                return
+            delay = min(PING_EVERY_MAX, self._retry_max, delay * 2)
+
+    async def _event_within(self, event: asyncio.Event, seconds: float) -> bool:
+        """Whether `event` or closing is set within `seconds`."""
+        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._closing.wait())]
+        try:
+            done, _ = await asyncio.wait(waits, timeout=seconds, return_when="FIRST_COMPLETED")
+        finally:
+            for w in waits:
+                w.cancel()
+        return bool(done)
 
     async def _closed_within(self, seconds: float) -> bool:
         try:

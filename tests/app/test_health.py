@@ -1,0 +1,57 @@
+"""Health tells the truth from the start: an InfluxDB that does not answer when the hub starts
+gives 503 at once, before any reading is written, and 200 once it answers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hub.app import Hub, running
+from hub.config import load_config
+from hub.inventory import load_inventory
+from hub.services import LocalInflux, LocalMosquitto, free_port
+from tests.helpers import aquery, eventually, service_sections, write_config, write_site
+
+pytestmark = pytest.mark.integration
+
+
+async def _health(hub: Hub) -> tuple[int, dict[str, object]]:
+    url = f"http://{hub.config.api.listen}/api/health"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_influxdb_down_at_start_is_unhealthy_at_once(
+    tmp_path: Path, mosquitto: LocalMosquitto, prefix: str, database: str, uid: str
+) -> None:
+    influx = LocalInflux(data_dir=tmp_path / "influxdb", port=free_port())  # not started
+    config = write_config(
+        tmp_path / "hub.yaml",
+        **service_sections(mosquitto.url, influx.url, prefix, database, uid),
+        inventory=[str(write_site(tmp_path / "site"))],
+        api={"listen": f"127.0.0.1:{free_port()}"},
+        data_dir=str(tmp_path / "var"),
+    )
+    loaded = load_config(config)
+    try:
+        async with running(loaded, load_inventory(loaded.inventory)) as hub:
+            await hub.mqtt.wait_connected(10)
+            status, body = await eventually(lambda: _health(hub), "a health answer", timeout=5)
+            assert status == 503, body
+            assert body["influx_up"] is False
+            assert body["mqtt_connected"] is True
+
+            await asyncio.to_thread(influx.start)
+
+            async def healthy() -> bool:
+                return (await _health(hub))[0] == 200
+
+            await eventually(healthy, "health to be 200 once InfluxDB answers", timeout=20)
+            # The database the hub could not make at start is made once InfluxDB answers.
+            rows = await aquery(influx.url, "_internal", "SHOW DATABASES")
+            assert database in {str(r["name"]) for r in rows}
+    finally:
+        await asyncio.to_thread(influx.stop)
