@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -47,6 +47,7 @@ class Interlock(Section):
 class RateLimit(Section):
     """At most `commands` commands to one actuator in any `per` (operator overrides excepted)."""
 
+    # Up to MAX_COUNT: the send times of that many commands are kept to count them.
     commands: Count = 10
     per: PositiveDuration = 60.0
 
@@ -75,5 +76,6 @@ class ActuatorsConfig(Section):
     escalate_after: Duration = 300.0
     escalate_severity: Severity = "extreme"
     # Finished commands older than `keep_finished` are deleted once more than this many
-    # commands are kept, and again each time this many more have come.
-    compact_after: Count = 5000
+    # commands are kept, and again each time this many more have come. Ten million kept
+    # commands are gigabytes of store: far more than any province issues.
+    compact_after: Annotated[int, Field(gt=0, le=10_000_000)] = 5000

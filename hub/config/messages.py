@@ -63,6 +63,7 @@ _SIMPLE = {
     "int_from_float": "expected a whole number",
     "float_type": "expected a number",
     "float_parsing": "expected a number",
+    "finite_number": "expected a finite number (not NaN or infinity)",
     "bool_type": "expected true or false",
     "bool_parsing": "expected true or false",
     "list_type": "expected a list",
@@ -78,6 +79,13 @@ _BOUNDS = {
     "less_than": ("lt", "less than"),
     "less_than_equal": ("le", "at most"),
 }
+
+
+def _bound(value: object) -> str:
+    """A limit as people write it: 16777216, not 16777216.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def message(model: type[BaseModel], error: ErrorDetails) -> tuple[KeyPath, str]:
@@ -98,7 +106,8 @@ def message(model: type[BaseModel], error: ErrorDetails) -> tuple[KeyPath, str]:
         text = f"{_SIMPLE[kind]}, got {describe(given)}"
     elif kind in _BOUNDS:
         key, words = _BOUNDS[kind]
-        text = f"must be {words} {(error.get('ctx') or {}).get(key)}, got {describe(given)}"
+        limit = _bound((error.get("ctx") or {}).get(key))
+        text = f"must be {words} {limit}, got {describe(given)}"
     elif kind in ("value_error", "assertion_error"):
         text = error["msg"].split(", ", 1)[1] if ", " in error["msg"] else error["msg"]
     else:

@@ -19,19 +19,27 @@ from hub.actuators.config import ActuatorsConfig
 from hub.config.paths import collect_files
 from hub.config.types import (
     ConfigPath,
-    Count,
     Duration,
     Name,
     PathList,
     PositiveDuration,
     Section,
     _lower,
+    duration_at_most,
 )
 from hub.detection.config import DetectionConfig
-from hub.durations import format_duration
+from hub.durations import MAX_DURATION_S, format_duration
 from hub.notify.config import NotifyConfig
 
 RULE_SUFFIXES = (".yaml", ".yml")
+
+# MQTT holds the keepalive in 16 bits of seconds (the client rounds it up to whole seconds).
+MAX_KEEPALIVE_S = 0xFFFF
+# MQTT 5 holds the session expiry in 32 bits of seconds, 0xFFFFFFFF meaning "never": the
+# hub's ten-year ceiling on durations is the tighter of the two.
+MAX_SESSION_EXPIRY_S = min(0xFFFFFFFE, MAX_DURATION_S)
+# The largest spool: 16 TiB, in MB. Its size in bytes, int(MB * 1024 * 1024), stays exact.
+MAX_SPOOL_MB = 16 * 1024 * 1024
 
 
 def _redact(url: str) -> str:
@@ -53,11 +61,11 @@ def _split_url(value: str, schemes: tuple[str, str]) -> SplitResult:
     if not parts.hostname:
         raise ValueError(f"{_redact(text)!r} names no host; expected {shape}")
     try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+        port = parts.port  # urlsplit checks the port only when asked for it
     except ValueError:
-        raise ValueError(
-            f"{_redact(text)!r} has a bad port; a port is a number from 1 to 65535"
-        ) from None
+        port = 0
+    if port == 0:  # 0 would quietly become the scheme's default port
+        raise ValueError(f"{_redact(text)!r} has a bad port; a port is a number from 1 to 65535")
     return parts
 
 
@@ -69,8 +77,10 @@ class MqttConfig(Section):
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     prefix: str = "hub"
-    keepalive: Duration = 30.0
-    session_expiry: Duration = 7 * 86400.0
+    keepalive: Annotated[
+        float, duration_at_most(MAX_KEEPALIVE_S, "MQTT holds the keepalive in 16 bits")
+    ] = 30.0
+    session_expiry: Annotated[float, duration_at_most(MAX_SESSION_EXPIRY_S)] = 7 * 86400.0
     qos: Literal[0, 1, 2] = 1
     reconnect_min: PositiveDuration = 0.1
     reconnect_max: PositiveDuration = Field(default=30.0, validate_default=True)
@@ -129,12 +139,15 @@ class InfluxConfig(Section):
     database: Name = "hub"
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
-    batch_size: Count = 5000
+    # InfluxDB advises 5,000 to 10,000 points a write; a million is a request of ~100 MB.
+    batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = 5000
     flush_interval: PositiveDuration = 0.2
     timeout: PositiveDuration = 10.0
-    buffer_points: Count = 200_000
+    # A buffered point takes a few hundred bytes: 100 million of them are tens of GB.
+    buffer_points: Annotated[int, Field(gt=0, le=100_000_000)] = 200_000
     spool_dir: ConfigPath | None = None
-    spool_max_mb: Count = 1024
+    # Fractions are allowed (0.05 in tests); see MAX_SPOOL_MB and `spool_max_bytes`.
+    spool_max_mb: Annotated[float, Field(gt=0, le=MAX_SPOOL_MB)] = 1024.0
     create_database: bool = True
 
     @field_validator("url")
@@ -153,15 +166,23 @@ class InfluxConfig(Section):
             )
         return value
 
+    @property
+    def spool_max_bytes(self) -> int:
+        """The spool's disk bound in bytes, a whole number."""
+        return int(self.spool_max_mb * 1024 * 1024)
+
 
 class IngestConfig(Section):
     """Limits on what the hub accepts from sensors and gateways."""
 
-    max_payload_bytes: Count = 65536
+    # 16 MiB: a gateway message may be 16 times this, and 256 MiB is MQTT's largest packet.
+    max_payload_bytes: Annotated[int, Field(gt=0, le=16 * 1024 * 1024)] = 65536
     max_future: Duration = 300.0
     max_age: PositiveDuration = 30 * 86400.0
-    max_gateway_readings: Count = 10_000
-    deadletter_queue: Count = 10_000
+    # A million readings are some 50 MB of JSON, within the largest gateway message.
+    max_gateway_readings: Annotated[int, Field(gt=0, le=1_000_000)] = 10_000
+    # Dead letters wait in memory, each up to a payload: a million of 64 KiB is 64 GiB.
+    deadletter_queue: Annotated[int, Field(gt=0, le=1_000_000)] = 10_000
 
 
 class ApiToken(Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ def describe(value: object) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 64:
+        # Hundreds of digits help nobody (and past 4300 Python will not write them).
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"a number of about {digits} digits"
     if isinstance(value, int | float):
         return f"the number {value!r}"
     if isinstance(value, str):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field
 
-from hub.config.types import ConfigPath, Count, Name, PositiveDuration, Section
+from hub.config.types import ConfigPath, Name, PositiveDuration, Section
 from hub.detection.backends.config import DetectorConfig
 from hub.inventory.model import Camera
 
@@ -17,7 +18,8 @@ NOT_PRIVATE = frozenset({"none", "off", "public"})
 class CaptureConfig(Section):
     """How frames are grabbed: worker processes and their timeouts."""
 
-    workers: Count = 2
+    # Each worker is a process of its own; a machine runs out of memory long before 256.
+    workers: Annotated[int, Field(gt=0, le=256)] = 2
     connect_timeout: PositiveDuration = 3.0
     read_timeout: PositiveDuration = 3.0
     # A capture that takes longer is killed with its process, whatever the camera does.

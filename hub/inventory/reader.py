@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.config.problems import KeyPath, describe, did_you_mean, format_path
-from hub.durations import DurationError, parse_duration
+from hub.durations import MAX_DURATION_S, DurationError, format_duration, parse_duration
 from hub.inventory.model import LonLat, Polygon, Ring
 
 # Ids appear in MQTT topics, so they cannot hold a level separator, a wildcard or spaces.
 _ID = re.compile(r"[^\s/+#]+")
 # Properties anyone may add for their own notes; QGIS adds `fid` on export.
 _FREE = frozenset({"description", "notes", "fid"})
+# The largest number a property may hold, either side of zero: no sensor limit or camera
+# measure comes near it in any unit, and it stays finite through every unit conversion.
+MAX_MAGNITUDE = 1e12
 
 
 def is_id(value: object) -> bool:
@@ -117,15 +120,21 @@ class Props:
         return value
 
     def number(self, key: str) -> float | None:
-        """A finite number."""
+        """A finite number, at most MAX_MAGNITUDE either side of zero."""
         value = self.data.get(key)
         if value is None:
             return None
-        # Exact types: a bool is an int, and json gives only int and float for numbers.
-        if type(value) is int:
-            return float(value)
-        if type(value) is not float or not math.isfinite(value):
+        # Exact types: a bool is an int, and json gives only int and float for numbers
+        # (NaN, Infinity and 1e400 among them).
+        if type(value) is not int and type(value) is not float:
             self.problem(key, f"expected a number, got {describe(value)}")
+            return None
+        if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # NaN is refused here too
+            self.problem(
+                key,
+                f"must be a finite number from {-MAX_MAGNITUDE:g} to {MAX_MAGNITUDE:g}, "
+                f"got {_shown(value)}",
+            )
             return None
         return float(value)
 
@@ -150,10 +159,19 @@ class Props:
         except DurationError as exc:
             self.problem(key, str(exc))
             return None
+        except OverflowError:  # a whole number too large for a float
+            limit = format_duration(MAX_DURATION_S)
+            self.problem(key, f"a duration here is at most {limit}, got {describe(value)}")
+            return None
         if seconds <= 0:
             self.problem(key, f"must be longer than 0s, got {describe(value)}")
             return None
         return seconds
+
+
+def _shown(value: float) -> str:
+    """A number in a message, short even when it runs to hundreds of digits."""
+    return describe(value) if type(value) is int and value.bit_length() > 64 else f"{value:g}"
 
 
 def _lon_lat(issues: Issues, file: Path, path: KeyPath, value: object) -> LonLat | None:
@@ -165,17 +183,24 @@ def _lon_lat(issues: Issues, file: Path, path: KeyPath, value: object) -> LonLat
     ):
         issues.add(file, path, f"expected a position [lon, lat], got {describe(value)}")
         return None
-    lon, lat = float(value[0]), float(value[1])
+    for i, v in enumerate(value):
+        # json reads NaN, Infinity and 1e400 as floats; an altitude must be finite too.
+        if type(v) is float and not math.isfinite(v):
+            what = ("longitude", "latitude", "altitude")[i]
+            issues.add(file, (*path, i), f"{what} must be a finite number, got {v:g}")
+            return None
+    # Compared before float(): a whole number of hundreds of digits has no float.
+    lon, lat = value[0], value[1]
     swapped = ""
     if abs(lon) <= 90 < abs(lat) <= 180:
         swapped = " (GeoJSON writes [lon, lat]: are the two swapped?)"
     if not -180 <= lon <= 180:
-        issues.add(file, (*path, 0), f"longitude {lon:g} is outside -180..180{swapped}")
+        issues.add(file, (*path, 0), f"longitude {_shown(lon)} is outside -180..180{swapped}")
         return None
     if not -90 <= lat <= 90:
-        issues.add(file, (*path, 1), f"latitude {lat:g} is outside -90..90{swapped}")
+        issues.add(file, (*path, 1), f"latitude {_shown(lat)} is outside -90..90{swapped}")
         return None
-    return lon, lat
+    return float(lon), float(lat)
 
 
 def _geometry(

@@ -62,6 +62,7 @@ class Templates(Section):
 class RateLimit(Section):
     """At most `count` deliveries per `per` seconds to a channel; the rest wait, grouped."""
 
+    # Up to MAX_COUNT: the times of that many deliveries are kept to count them.
     count: Count = 10
     per: PositiveDuration = 60.0
 
@@ -148,7 +149,8 @@ class NotifyConfig(Section):
     templates: Templates = Field(default_factory=Templates)
     # Messages for one channel that come due within this window go in one delivery.
     group_window: Duration = 2.0
-    max_group: Count = 50
+    # One delivery (an e-mail, a webhook body) of 10,000 messages is already megabytes.
+    max_group: Annotated[int, Field(gt=0, le=10_000)] = 50
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     retry_min: PositiveDuration = 1.0  # backoff between attempts, doubling, with jitter...
     retry_max: PositiveDuration = 60.0  # ...up to this

@@ -3,6 +3,7 @@ returns None so that checking goes on and every problem is found in one pass."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from hub.config.problems import KeyPath, Problem, describe, did_you_mean, format_path
 from hub.config.yaml_source import SourceMap
-from hub.durations import DurationError, parse_duration
+from hub.durations import MAX_DURATION_S, DurationError, format_duration, parse_duration
 from hub.inventory import Inventory
 from hub.rules.model import Quantity
 from hub.units import CANONICAL, UnitError, converter
@@ -19,6 +20,15 @@ T = TypeVar("T")
 
 _QUANTITY = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*")
 _DISTANCE = {"m": 1.0, "km": 1000.0}
+
+# Counts in rules (sensors matched, targets, detections) count things in the inventory or in
+# a frame: a million is more than any province holds, and a small int wherever it goes.
+MAX_COUNT = 1_000_000
+# Thresholds and amounts: no reading of any sensor kind comes near a trillion in any unit,
+# and a number this size stays finite through every unit conversion.
+MAX_MAGNITUDE = 1e12
+# Distances on Earth: no two places are farther apart than half its circumference.
+MAX_DISTANCE_M = 20_000_000.0
 
 
 @dataclass
@@ -157,21 +167,49 @@ def duration(ctx: Ctx, path: KeyPath, value: object) -> float | None:
     except DurationError as exc:
         ctx.error(path, str(exc))
         return None
+    except OverflowError:  # a whole number too large for a float
+        limit = format_duration(MAX_DURATION_S)
+        ctx.error(path, f"a duration here is at most {limit}, got {describe(value)}")
+        return None
     if seconds <= 0:
         ctx.error(path, f"a duration here must be longer than zero, got {value!r}")
         return None
     return seconds
 
 
-def integer(ctx: Ctx, path: KeyPath, value: object, minimum: int) -> int | None:
-    """A whole number of at least `minimum`."""
+def integer(
+    ctx: Ctx, path: KeyPath, value: object, minimum: int, maximum: int = MAX_COUNT
+) -> int | None:
+    """A whole number from `minimum` to `maximum`."""
     if isinstance(value, bool) or not isinstance(value, int):
         ctx.error(path, f"expected a whole number, got {describe(value)}")
         return None
     if value < minimum:
-        ctx.error(path, f"must be at least {minimum}, got {value}")
+        ctx.error(path, f"must be at least {minimum}, got {_number(value)}")
+        return None
+    if value > maximum:
+        ctx.error(path, f"must be at most {maximum}, got {_number(value)}")
         return None
     return value
+
+
+def _number(value: int | float) -> str:
+    """A number in a message: as written, unless it runs to hundreds of digits."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return describe(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _finite(ctx: Ctx, path: KeyPath, number: float, shown: object) -> bool:
+    """Whether `number` is finite and at most MAX_MAGNITUDE either side of zero."""
+    if math.isfinite(number) and abs(number) <= MAX_MAGNITUDE:
+        return True
+    ctx.error(
+        path,
+        f"a number here is from {-MAX_MAGNITUDE:g} to {MAX_MAGNITUDE:g} "
+        f"(not NaN or infinity), got {shown}",
+    )
+    return False
 
 
 def fraction(ctx: Ctx, path: KeyPath, value: object) -> float | None:
@@ -188,10 +226,15 @@ def quantity(ctx: Ctx, path: KeyPath, value: object) -> Quantity | None:
         ctx.error(path, f"expected a number with a unit such as 15 cm, got {describe(value)}")
         return None
     if isinstance(value, int | float):
-        return Quantity(float(value), None, f"{value:g}")
+        number = float(value) if abs(value) <= MAX_MAGNITUDE else math.inf
+        if not _finite(ctx, path, number, _number(value)):
+            return None
+        return Quantity(number, None, f"{value:g}")
     match = _QUANTITY.fullmatch(value)
     if match is None:
         ctx.error(path, f"cannot read {value!r} as a number with a unit, such as 15 cm")
+        return None
+    if not _finite(ctx, path, float(match.group(1)), repr(value.strip())):
         return None
     unit = match.group(2) or None
     if unit is not None and not any(_fits(kind, unit) for kind in CANONICAL):
@@ -201,14 +244,22 @@ def quantity(ctx: Ctx, path: KeyPath, value: object) -> Quantity | None:
 
 
 def distance(ctx: Ctx, path: KeyPath, value: object) -> float | None:
-    """A distance such as `300 m` or `1.5 km`, in metres."""
+    """A distance such as `300 m` or `1.5 km`, in metres, up to MAX_DISTANCE_M."""
+    metres: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    match = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
-    if match is None or match.group(2) not in _DISTANCE or float(match.group(1)) <= 0:
+        metres = float(value) if value <= MAX_DISTANCE_M else math.inf
+    elif isinstance(value, str):
+        match = _QUANTITY.fullmatch(value)
+        if match is not None and match.group(2) in _DISTANCE and float(match.group(1)) > 0:
+            metres = float(match.group(1)) * _DISTANCE[match.group(2)]
+    if metres is None:
         ctx.error(path, f"expected a distance such as 300 m or 1.5 km, got {describe(value)}")
         return None
-    return float(match.group(1)) * _DISTANCE[match.group(2)]
+    if metres > MAX_DISTANCE_M:  # infinity too; NaN is not above zero, so refused above
+        limit = f"{MAX_DISTANCE_M / 1000:g} km"
+        ctx.error(path, f"a distance here is at most {limit}, got {describe(value)}")
+        return None
+    return metres
 
 
 def _fits(kind: str, unit: str | None) -> bool:
