@@ -9,7 +9,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -41,6 +41,7 @@ from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
 from hub.storage import InfluxClient, Spool, StorageWriter
 from hub.store import StoreError
 from hub.store.recover import open_store
+from hub.supervise import supervised
 
 log = logging.getLogger("hub")
 # Messages handled in one go before the event loop gets a turn (about 1 ms of work).
@@ -321,15 +322,18 @@ class Hub:
         with contextlib.suppress(Exception):
             await self.influx.create_database()  # spooled until InfluxDB answers if it is down
         async with serve_http(self.http, self.config.api.listen), asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(self.store.run(), name="store-upkeep"),
-                tg.create_task(self.writer.run(), name="storage-writer"),
-                tg.create_task(self.mqtt.run(), name="mqtt"),
-                tg.create_task(self.ingest.publish_deadletters(), name="deadletters"),
-                tg.create_task(self._relieve(), name="back-pressure"),
-                tg.create_task(self.rules.dispatch_forever(), name="rules-dispatch"),
+            # Each loop is supervised: a failure is logged, counted and the loop starts
+            # again, so that one failing part never stops ingest or barrier commands.
+            loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+                ("store-upkeep", self.store.run),
+                ("storage-writer", self.writer.run),
+                ("mqtt", self.mqtt.run),
+                ("deadletters", self.ingest.publish_deadletters),
+                ("back-pressure", self._relieve),
+                ("rules-dispatch", self.rules.dispatch_forever),
+                *((c.name, c.run) for c in self.components),
             ]
-            tasks += [tg.create_task(c.run(), name=c.name) for c in self.components]
+            tasks = [tg.create_task(supervised(n, run), name=n) for n, run in loops]
             jobs = rule_jobs(self.rules) + [job for c in self.components for job in c.jobs()]
             scheduler = start_scheduler(jobs)
             self.ready.set()

@@ -27,11 +27,19 @@ READINGS_REJECTED = Counter(
 )
 DEADLETTERS_DROPPED = Counter(
     "hub_deadletters_dropped",
-    "Dead letters not published because their queue was full",
+    "Dead letters not published: their queue was full, or the broker refused them",
     registry=REGISTRY,
 )
 DEADLETTER_QUEUE = Gauge(
     "hub_deadletter_queue_depth", "Dead letters waiting to be published", registry=REGISTRY
+)
+
+# Background tasks
+TASK_FAILURES = Counter(
+    "hub_task_failures",
+    "Failures of a background loop or scheduled job (each is logged and it starts again)",
+    ["task"],
+    registry=REGISTRY,
 )
 
 # Storage

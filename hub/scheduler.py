@@ -13,10 +13,12 @@ from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from hub.supervise import guarded
+
 log = logging.getLogger("hub.scheduler")
 # A run skipped because the previous one is still going is the intended coalescing (a slow
 # disk under load), and a line per run of a job that runs five times a second drowns the log;
-# job failures are still logged by APScheduler's executors at ERROR.
+# job failures are logged and counted by `guarded`.
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
 
@@ -52,7 +54,7 @@ def start_scheduler(jobs: Sequence[Job]) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
     for job in jobs:
         scheduler.add_job(
-            job.run,
+            guarded(job.name, job.run),
             "interval",
             seconds=job.every,
             id=job.name,

@@ -216,9 +216,16 @@ class Ingest:
                 burst = [
                     self._deadletters.popleft() for _ in range(min(256, len(self._deadletters)))
                 ]
-                await asyncio.gather(
-                    *(self.publisher.publish(self.deadletter_topic, body, qos=1) for body in burst)
+                outcomes = await asyncio.gather(
+                    *(self.publisher.publish(self.deadletter_topic, body, qos=1) for body in burst),
+                    return_exceptions=True,
                 )
+                refused = [o for o in outcomes if isinstance(o, Exception)]
+                if refused:
+                    # A broker that refuses a dead letter (an ACL, a quota) costs that letter
+                    # only: it is counted and logged, and the loop goes on.
+                    metrics.DEADLETTERS_DROPPED.inc(len(refused))
+                    log.error("%d dead letters not published: %s", len(refused), refused[0])
                 metrics.DEADLETTER_QUEUE.set(len(self._deadletters))
             self._deadletters_idle.set()
 

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from hub.notify.web import CapRoutes
 from hub.rules.events import ActionRequested
 from hub.scheduler import Job
 from hub.store import Store
+from hub.supervise import supervised
 
 log = logging.getLogger("hub.notify")
 
@@ -141,11 +143,20 @@ class Notifier:
         """Deliver until closed: one loop per channel, and one that syncs the outbox."""
         try:
             async with asyncio.TaskGroup() as tg:
+                # Each channel's loop is supervised: one that fails starts again, and the
+                # others go on delivering meanwhile.
                 self._tasks = [
-                    tg.create_task(self._deliver_forever(name), name=f"notify-{name}")
+                    tg.create_task(
+                        supervised(f"notify-{name}", partial(self._deliver_forever, name)),
+                        name=f"notify-{name}",
+                    )
                     for name in self.backends
                 ]
-                self._tasks.append(tg.create_task(self._sync_forever(), name="notify-sync"))
+                self._tasks.append(
+                    tg.create_task(
+                        supervised("notify-sync", self._sync_forever), name="notify-sync"
+                    )
+                )
         finally:
             self._done.set()
 

@@ -36,6 +36,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -235,6 +236,7 @@ class RuleService:
         self.has_state = snapshot is not None
         self._restore(snapshot, saved.get(DISPATCHED))
         self._republish = True
+        self._publishing: set[asyncio.Future[None]] = set()  # incident states on their way
         metrics.RULES_LOADED.set(len(rules))
         metrics.RULES_VALID.set(1)
         self._update_gauges()
@@ -571,13 +573,34 @@ class RuleService:
                 log.exception("rules: incident listener %r failed", listener)
 
     async def _publish_incident(self, incident: dict[str, Any]) -> None:
+        """Hand the incident's state to the MQTT client, without waiting for the broker.
+
+        The client holds the message (in order, resent after a reconnect) until the broker
+        takes it: a broker that is down or slow must not hold up the notifications, the
+        history and the events behind this one. The retained state is published again after
+        a start and after a reconnect (`republish`), so a message lost with the client's
+        memory is made good."""
         topic = f"{self.prefix}/incidents/{incident['region']}/{incident['id']}"
         payload = (
             b""
             if incident["state"] == "archived"  # clears the retained message
             else orjson.dumps(incident_payload(incident))
         )
-        await self.publisher.publish(topic, payload, qos=1, retain=True)
+        task = asyncio.ensure_future(self.publisher.publish(topic, payload, qos=1, retain=True))
+        self._publishing.add(task)
+        task.add_done_callback(partial(self._published, topic))
+
+    def _published(self, topic: str, task: asyncio.Future[None]) -> None:
+        self._publishing.discard(task)
+        if task.cancelled():
+            return
+        if (exc := task.exception()) is not None:
+            log.warning("rules: incident state on %s not published: %s", topic, exc)
+
+    def republish(self) -> None:
+        """Publish every incident's retained state again (the broker may have lost it)."""
+        self._republish = True
+        self._dispatch_ready.set()
 
     async def _republish_incidents(self) -> None:
         """After a start, every incident's retained state and stored history are written again.
