@@ -24,7 +24,15 @@ def parse_duration(text: str | float, maximum: float = MAX_DURATION_S) -> float:
     if isinstance(text, int | float):
         if text < 0:
             raise DurationError(f"a duration cannot be negative: {text!r}")
-        return _within(float(text), text, maximum)
+        try:
+            seconds = float(text)
+        except OverflowError:  # an integer beyond any float
+            digits = int(int(text).bit_length() * math.log10(2)) + 1
+            raise DurationError(
+                f"a duration here is at most {format_duration(maximum)}, "
+                f"got a number of about {digits} digits"
+            ) from None
+        return _within(seconds, text, maximum)
     if len(text) > 64:
         raise DurationError(f"cannot read {text[:64]!r}... as a duration: it is too long")
     compact = text.strip().replace(" ", "")

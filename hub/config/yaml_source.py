@@ -150,6 +150,9 @@ class _Builder:
                 problem = f"unknown tag {node.tag}; this file takes plain YAML"
             self.problem(node, problem)
             return None
+        except ValueError:  # an integer of more digits than Python converts
+            self.problem(node, "cannot read this number: it has more than 4300 digits")
+            return None
 
     def _mapping(self, node: yaml.MappingNode) -> dict[Any, Any]:
         if node.tag != _MAP_TAG:

@@ -75,6 +75,9 @@ class _Loader:
         except json.JSONDecodeError as exc:
             self.problems.append(Problem(shown, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}"))
             return
+        except ValueError:  # an integer of more digits than Python converts
+            self.problems.append(Problem(shown, 1, 1, "a number has more than 4300 digits"))
+            return
         self.collection(path, doc)
 
     def collection(self, file: Path, doc: object) -> None:

@@ -244,3 +244,8 @@ def test_the_defaults_are_within_every_range() -> None:
     ):
         assert isinstance(get(config, key), int)
     assert config.influx.spool_max_mb == 1024
+
+
+def test_a_number_of_more_digits_than_python_reads_is_a_problem_not_a_crash() -> None:
+    found = problems("influx:\n  batch_size: " + "9" * 5000 + "\n")
+    assert "more than 4300 digits" in found[0]

@@ -118,3 +118,13 @@ def test_durations_have_a_ceiling(folder: Path, raw: str, message: str) -> None:
 def test_a_duration_at_the_ceiling_is_read(folder: Path) -> None:
     write(folder, "inv.geojson", sensor(expected_interval="3650d"), camera())
     assert load_inventory([Path()]).sensors["wl-1"].expected_interval == 3650 * 86400
+
+
+def test_a_number_of_more_digits_than_python_reads_is_a_problem_not_a_crash(
+    folder: Path,
+) -> None:
+    (folder / "b-sensors.geojson").write_text(
+        '{"type": "FeatureCollection", "features": [], "x": ' + "9" * 5000 + "}"
+    )
+    with pytest.raises(ConfigError, match="more than 4300 digits"):
+        load_inventory([folder])
