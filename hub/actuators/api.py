@@ -8,13 +8,26 @@ from aiohttp import web
 
 from hub.actuators.jobs import CommandError
 from hub.api.auth import authorized, error, install
-from hub.durations import DurationError, parse_duration
+from hub.api.body import (
+    BodyError,
+    duration_field,
+    flag_field,
+    path_id,
+    read_object,
+    text_field,
+    word_field,
+)
 
 if TYPE_CHECKING:
     from hub.actuators.service import ActuatorService
 
 SERVICE: web.AppKey[ActuatorService] = web.AppKey("actuators", object)  # type: ignore[arg-type]
 _COMMAND_KEYS = {"command", "reason", "override", "expires"}
+_CONFIRM_KEYS = {"approve"}
+# A barrier command delivered more than a day after an operator asked for it is never what
+# they meant: the flood it was for is over, or has become another one.
+MAX_EXPIRES_S = 86400.0
+_MISSING = '\'command\' is missing: say what to do, e.g. {"command": "close"}'
 
 
 def add_routes(app: web.Application, service: ActuatorService) -> None:
@@ -54,45 +67,22 @@ async def _list(request: web.Request, _actor: str) -> web.StreamResponse:
     return web.json_response({"actuators": out})
 
 
-async def _body(request: web.Request) -> dict[str, Any] | str:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        return f"the body is not JSON: {exc}"
-    if not isinstance(data, dict):
-        return "the body must be a JSON object"
-    return data
-
-
 @authorized("operator")
 async def _command(request: web.Request, actor: str) -> web.StreamResponse:
     service = request.app[SERVICE]
-    data = await _body(request)
-    if isinstance(data, str):
-        return error(400, data)
-    unknown = sorted(set(data) - _COMMAND_KEYS)
-    if unknown:
-        return error(400, f"unknown keys {unknown}; a command takes {sorted(_COMMAND_KEYS)}")
-    command, reason = data.get("command"), data.get("reason", "")
-    if not isinstance(command, str) or not command.strip():
-        return error(400, '\'command\' is missing: say what to do, e.g. {"command": "close"}')
-    if not isinstance(reason, str):
-        return error(400, "'reason' must be text")
-    override = data.get("override", False)
-    if not isinstance(override, bool):
-        return error(400, "'override' must be true or false")
-    expires = None
-    if "expires" in data:
-        try:
-            expires = parse_duration(data["expires"])
-        except (DurationError, TypeError, ValueError) as exc:
-            return error(400, f"'expires': {exc}")
+    try:
+        data = await read_object(request, _COMMAND_KEYS, "a command")
+        command = word_field(data, "command", _MISSING)
+        reason = text_field(data, "reason")
+        override = flag_field(data, "override", default=False)
+        expires = duration_field(data, "expires", maximum=MAX_EXPIRES_S)
+        actuator = path_id(request, "id", "actuator")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
     try:
         job = await service.submit(
-            request.match_info["id"],
-            command.strip(),
+            actuator,
+            command,
             actor=actor,
             reason=reason or f"operator {actor}",
             override=override,
@@ -110,16 +100,15 @@ async def _command(request: web.Request, actor: str) -> web.StreamResponse:
 @authorized("operator")
 async def _confirm(request: web.Request, actor: str) -> web.StreamResponse:
     service = request.app[SERVICE]
-    data = await _body(request)
-    if isinstance(data, str):
-        return error(400, data)
-    approve = data.get("approve", True)
-    if not isinstance(approve, bool):
-        return error(400, "'approve' must be true or false")
     try:
-        job = await service.confirm(
-            request.match_info["id"], request.match_info["command_id"], actor, approve=approve
-        )
+        data = await read_object(request, _CONFIRM_KEYS, "confirming")
+        approve = flag_field(data, "approve", default=True)
+        actuator = path_id(request, "id", "actuator")
+        command_id = path_id(request, "command_id", "command")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    try:
+        job = await service.confirm(actuator, command_id, actor, approve=approve)
     except CommandError as exc:
         return error(exc.status, str(exc))
     return web.json_response({"command": _job(job)})

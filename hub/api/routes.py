@@ -15,12 +15,14 @@ from aiohttp import web
 
 from hub.api import openapi, stream
 from hub.api.auth import authorized, error, install
+from hub.api.body import BodyError, path_id, read_object
 from hub.api.room import STATES, Room, matching, public
 from hub.durations import DurationError, parse_duration
 from hub.rules.events import IncidentNotFoundError
 from hub.rules.service import rfc3339
 from hub.storage.influx import InfluxError, quote_ident
 from hub.store import StoreError
+from hub.supervise import supervised
 from hub.units import CANONICAL
 
 if TYPE_CHECKING:
@@ -77,7 +79,7 @@ async def _ticker(app: web.Application) -> AsyncIterator[None]:
                 last_beat = time.monotonic()
                 room.broadcaster.publish("heartbeat", {"ts": rfc3339(room.clock())})
 
-    task = asyncio.create_task(tick(), name="room-ticker")
+    task = asyncio.create_task(supervised("room-ticker", tick), name="room-ticker")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -215,18 +217,11 @@ async def _incident(request: web.Request, _actor: str) -> web.StreamResponse:
 @authorized("operator")
 async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
     room = request.app[ROOM]
-    if request.can_read_body:
-        raw = await request.read()
-        if raw.strip():
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                return error(400, f"the body is not JSON: {exc}")
-            if not isinstance(body, dict):
-                return error(400, "the body must be a JSON object (or empty)")
-            if body:
-                return error(400, f"unknown keys {sorted(body)}; acknowledging takes none")
-    incident_id = request.match_info["id"]
+    try:
+        await read_object(request, (), "acknowledging")
+        incident_id = path_id(request, "id", "incident")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
     incident = room.hub.rules.engine.incident(incident_id)
     if incident is None:
         return error(404, f"no incident {incident_id!r} (it may be archived)")
