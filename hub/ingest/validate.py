@@ -198,6 +198,8 @@ class Validator:
         if unit is not None and not isinstance(unit, str):
             raise _Bad("bad_unit", f"{where}unit must be a string, got {unit!r}")
         value = self._convert(sensor, unit if unit is not None else sensor.unit, where)(value)
+        if not math.isfinite(value):  # finite as sent, but not in the canonical unit
+            raise _Bad("bad_value", f"{where}value is too large to be a reading")
         if sensor.kind == "flood_switch" and value not in (0.0, 1.0):
             raise _Bad("bad_value", f"{where}a flood switch reads 0 or 1, got {value:g}")
         if sensor.min is not None and value < sensor.min:

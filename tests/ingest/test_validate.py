@@ -197,3 +197,10 @@ def test_any_bytes_give_a_reading_or_a_reason(validator: Validator, payload: byt
     assert len(readings) + len(rejections) == 1
     readings, rejections = validator.gateway_message("suwon", "gw", payload, NOW)
     assert all(r.error for r in rejections)
+
+
+def test_a_value_that_overflows_in_the_canonical_unit_is_refused(validator: Validator) -> None:
+    readings, rejections = one(validator, {"value": 1e308, "unit": "km"})
+    assert readings == []
+    assert rejections[0].reason == "bad_value"
+    assert "too large" in rejections[0].error
