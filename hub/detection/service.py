@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +30,7 @@ from hub.audit import AuditLog
 from hub.detection.config import DetectionConfig
 from hub.detection.worker import Job, Result, requests_topic
 from hub.inventory import Inventory
-from hub.mqtt import Message, MqttClient
+from hub.mqtt import Message, MqttClient, MqttError
 from hub.rules.events import ActionRequested
 from hub.rules.service import RuleService, Sink
 from hub.scheduler import Job as ScheduledJob
@@ -127,7 +128,7 @@ class DetectionService:
         classes: Sequence[str] = (),
         min_score: float | None = None,
     ) -> list[Job]:
-        """Publish a job per camera; returns once the broker has them all."""
+        """Publish a job per camera, without waiting for the broker to take them."""
         expires = self.clock() + self.config.deadline
         jobs = [
             Job(f"{action_id}:{c}", c, action_id, incident_id, tuple(classes), min_score, expires)
@@ -150,11 +151,20 @@ class DetectionService:
             incident_id=incident_id,
             action_id=action_id,
         )
-        await asyncio.gather(*(self._send(job) for job in jobs))
+        for job in jobs:
+            self._send(job)
         return jobs
 
-    async def _send(self, job: Job) -> None:
-        await self.mqtt.publish(requests_topic(self.prefix), job.to_json(), 1)
+    def _send(self, job: Job) -> None:
+        """Hand the job to the MQTT client without waiting for the broker: the rules' events
+        behind this action must not wait for a broker that is down (the client holds the
+        message until it is back, and `run` sends a job again that stays unanswered)."""
+        try:
+            taken = self.mqtt.publish_nowait(requests_topic(self.prefix), job.to_json())
+        except MqttError as exc:
+            log.warning("job %s not sent: %s", job.job_id, exc)
+            return
+        taken.add_done_callback(partial(_sent, job.job_id))
 
     # -- results ----------------------------------------------------------------------------
 
@@ -292,9 +302,11 @@ class DetectionService:
         while True:
             await asyncio.sleep(step)
             self.check_deadlines()
+            if not self.mqtt.connected:
+                continue  # the client holds what was sent; a copy per turn would pile up
             for job in self.due():
                 log.info("job %s: no result yet, sending it again", job.job_id)
-                await self._send(job)
+                self._send(job)
 
     # -- evidence retention -----------------------------------------------------------------
 
@@ -389,3 +401,8 @@ def _remember(seen: OrderedDict[str, Any], key: str) -> None:
     seen[key] = None
     if len(seen) > _REMEMBER:
         seen.popitem(last=False)
+
+
+def _sent(job_id: str, taken: asyncio.Future[None]) -> None:
+    if not taken.cancelled() and (exc := taken.exception()) is not None:
+        log.warning("job %s: the broker did not take it: %s", job_id, exc)
