@@ -2,8 +2,14 @@
 
 from hub.mqtt.client import MqttClient, OnMessages
 from hub.mqtt.codec import encode, encode_publish
-from hub.mqtt.connection import Endpoint
-from hub.mqtt.errors import MqttConnectError, MqttError, MqttProtocolError, MqttPublishError
+from hub.mqtt.connection import BrokerLimits, Endpoint
+from hub.mqtt.errors import (
+    MqttConnectError,
+    MqttError,
+    MqttExpiredError,
+    MqttProtocolError,
+    MqttPublishError,
+)
 from hub.mqtt.packets import (
     NO_PROPERTIES,
     Auth,
@@ -33,6 +39,7 @@ from hub.mqtt.parser import Parser
 __all__ = [
     "NO_PROPERTIES",
     "Auth",
+    "BrokerLimits",
     "ConnAck",
     "Connect",
     "Disconnect",
@@ -41,6 +48,7 @@ __all__ = [
     "MqttClient",
     "MqttConnectError",
     "MqttError",
+    "MqttExpiredError",
     "MqttProtocolError",
     "MqttPublishError",
     "OnMessages",

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 from hub import metrics
 from hub.mqtt.codec import DEFAULT_MAX_PACKET_SIZE, encode, encode_publish
-from hub.mqtt.connection import Connection, Endpoint
-from hub.mqtt.errors import MqttConnectError, MqttError
-from hub.mqtt.outbox import Outbox
+from hub.mqtt.connection import BrokerLimits, Connection, Endpoint
+from hub.mqtt.errors import MqttConnectError, MqttError, MqttExpiredError, subscribe_reason
+from hub.mqtt.outbox import Outbox, expiry_properties
 from hub.mqtt.packets import (
     ConnAck,
     Connect,
@@ -44,6 +44,7 @@ MAX_INFLIGHT_OUT = 65000  # packet ids are 16 bits; keep some for SUBSCRIBE and 
 _PUBACK = 0x4002_0000  # PUBACK's fixed header; the packet id fills the low 16 bits
 _IMPLEMENTATION_SPECIFIC_ERROR = 0x83
 _PACKET_ID_NOT_FOUND = 0x92
+MAX_EXPIRY = 0xFFFF_FFFF  # seconds: the Message Expiry Interval is a four-byte integer
 
 
 def _check_topic(topic: str) -> None:
@@ -51,6 +52,15 @@ def _check_topic(topic: str) -> None:
     # resent on every reconnect, so refuse it here instead.
     if not topic or "+" in topic or "#" in topic or "\0" in topic:
         raise ValueError(f"not a valid topic to publish to: {topic!r}")
+
+
+def _deadline(expiry: float | None) -> float | None:
+    """The loop time at which a message published now with `expiry` seconds expires."""
+    if expiry is None:
+        return None
+    if not math.isfinite(expiry) or expiry > MAX_EXPIRY:
+        raise ValueError(f"expiry must be a number of seconds up to {MAX_EXPIRY}, not {expiry}")
+    return asyncio.get_running_loop().time() + expiry
 
 
 class MqttClient:
@@ -107,6 +117,8 @@ class MqttClient:
         if self.endpoint.tls:
             self._ssl = ssl_context or ssl.create_default_context()
         self._subscriptions: dict[str, int] = {}
+        self._refused_subscriptions: dict[str, str] = {}  # topic filter -> reason in words
+        self._limits: BrokerLimits | None = None
         for topic_filter, qos in subscriptions:
             self._subscriptions[topic_filter] = _subscription_qos(qos)
         username = username if username is not None else self.endpoint.username
@@ -144,6 +156,20 @@ class MqttClient:
     def connected(self) -> bool:
         """Whether the broker accepted us and our subscriptions are in place."""
         return self._ready.is_set()
+
+    @property
+    def refused_subscriptions(self) -> dict[str, str]:
+        """The topic filters the broker refused in its latest SUBACK for each, with the reason
+        in words ("0x87 not authorized"); a filter leaves when a later SUBACK grants it or
+        on `unsubscribe`. A copy: changing it changes nothing."""
+        return dict(self._refused_subscriptions)
+
+    @property
+    def broker_limits(self) -> BrokerLimits | None:
+        """What the broker said in its latest accepting CONNACK about what it takes from us
+        (Maximum QoS, Retain Available, Receive Maximum, Maximum Packet Size); None until a
+        broker first accepted us. Publishing keeps within them (see `publish`)."""
+        return self._limits
 
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (like wait_for)
         """Wait until connected and subscribed; TimeoutError after `timeout` seconds."""
@@ -205,43 +231,83 @@ class MqttClient:
         if self._running:
             await self._done.wait()
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        expiry: float | None = None,
+    ) -> None:
         """Send a message. QoS 0: now if connected, else dropped and counted in `dropped`.
 
         QoS 1: kept until the broker acknowledges it, resent (DUP=1, same packet id) after a
         reconnect; returns on PUBACK and raises MqttPublishError if the broker refused it. At
         most `max_inflight_out` are in flight; beyond that, publish waits. Cancelling the wait
         does not withdraw the message.
+
+        `expiry` (seconds) sets the message's Message Expiry Interval: the broker drops it
+        if it cannot deliver it in time. Each send carries the whole seconds left, rounded up;
+        a message whose time is up before it is sent (or sent again after a reconnect) is not
+        sent, and publish raises MqttExpiredError.
+
+        Within the broker's limits (`broker_limits`): to a broker that takes QoS 0 only, QoS 1
+        goes as QoS 0 and publish returns once it is written (no PUBACK: delivery is not
+        confirmed); to one that keeps no retained messages, without the retain flag. Each
+        is logged as a warning once per connection.
         """
         _check_topic(topic)
         if self._stopping.is_set():
             raise MqttError("the MQTT client is stopped")
+        deadline = _deadline(expiry)
         if qos == 0:
-            packet = encode_publish(topic, payload, retain=retain)
-            self._outbox.check_size(packet)
-            conn = self._conn
-            if conn is not None and conn.accepted:
-                await conn.drain()
-                if conn.is_open:
-                    conn.write(packet)
-                    return
-            self.dropped += 1
-            metrics.MQTT_DROPPED.inc()
+            await self._publish_qos_0(topic, payload, retain, deadline)
             return
         if qos != 1:
             raise ValueError(f"QoS must be 0 or 1, not {qos}")
-        await self._outbox.put(topic, payload, retain)
+        await self._outbox.put(topic, payload, retain, deadline)
 
     def publish_nowait(
-        self, topic: str, payload: bytes, retain: bool = False
+        self, topic: str, payload: bytes, retain: bool = False, *, expiry: float | None = None
     ) -> asyncio.Future[None]:
         """A QoS 1 `publish` that does not wait: the message is written before this returns
-        (connected, with room in the broker's window), and the future settles on its PUBACK.
-        Raises what `publish` would raise before sending."""
+        (connected, with room in the broker's window), and the future settles on its PUBACK
+        (or once written, to a broker that takes QoS 0 only). Raises what `publish` would
+        raise before sending; a refusal (MqttPublishError) or an expiry (MqttExpiredError)
+        comes in the future. A future that nobody awaits does not log "exception was never
+        retrieved": its failure is logged at debug level only."""
         _check_topic(topic)
         if self._stopping.is_set():
             raise MqttError("the MQTT client is stopped")
-        return self._outbox.put_nowait(topic, payload, retain)
+        return self._outbox.put_nowait(topic, payload, retain, _deadline(expiry))
+
+    async def _publish_qos_0(
+        self, topic: str, payload: bytes, retain: bool, deadline: float | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        if deadline is not None and deadline <= loop.time():
+            raise MqttExpiredError(topic, "before it was sent")
+        properties = expiry_properties(deadline, loop.time())
+        packet = encode_publish(topic, payload, retain=retain, properties=properties)
+        self._outbox.check_size(packet)
+        conn = self._conn
+        if conn is not None and conn.accepted:
+            await conn.drain()
+            if conn.is_open:
+                _, retain_now = conn.publish_flags(topic, 0, retain)
+                if deadline is not None or retain_now != retain:
+                    now = loop.time()  # drain() may have taken a while: the seconds left now
+                    if deadline is not None and deadline <= now:
+                        raise MqttExpiredError(topic, "before it was sent")
+                    properties = expiry_properties(deadline, now)
+                    packet = encode_publish(
+                        topic, payload, retain=retain_now, properties=properties
+                    )
+                conn.write(packet)
+                return
+        self.dropped += 1
+        metrics.MQTT_DROPPED.inc()
 
     def ack(self, messages: Iterable[Message]) -> int:
         """Acknowledge received QoS 1 messages in one write; returns how many PUBACKs were sent.
@@ -267,18 +333,22 @@ class MqttClient:
         self._subscriptions[topic_filter] = _subscription_qos(qos)
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        """Subscribe now if connected, and again after every reconnect."""
+        """Subscribe now if connected, and again after every reconnect. A refusal raises
+        MqttError and is kept in `refused_subscriptions` (it is asked for again after a
+        reconnect)."""
         self._subscriptions[topic_filter] = _subscription_qos(qos)
         conn = self._conn
         if conn is not None and conn.accepted:
-            sub = Subscription(topic_filter, qos)
+            sub = Subscription(topic_filter, min(qos, conn.limits.max_qos))
             (code,) = await self._request(conn, lambda pid: Subscribe(pid, (sub,)))
-            if code >= 0x80:
-                raise MqttError(f"subscription to {topic_filter!r} refused: 0x{code:02X}")
+            if not self._on_suback_code(sub, code):
+                reason = self._refused_subscriptions[topic_filter]
+                raise MqttError(f"subscription to {topic_filter!r} refused: {reason}")
 
     async def unsubscribe(self, topic_filter: str) -> None:
         """Unsubscribe, now if connected, and forget the subscription for reconnects."""
         self._subscriptions.pop(topic_filter, None)
+        self._refused_subscriptions.pop(topic_filter, None)
         conn = self._conn
         if conn is not None and conn.accepted:
             await self._request(conn, lambda pid: Unsubscribe(pid, (topic_filter,)))
@@ -342,15 +412,36 @@ class MqttClient:
             self._detach(conn, None)
 
     async def _subscribe_all(self, conn: Connection) -> None:
-        subs = tuple(Subscription(f, qos) for f, qos in self._subscriptions.items())
+        max_qos = conn.limits.max_qos
+        subs = tuple(Subscription(f, min(qos, max_qos)) for f, qos in self._subscriptions.items())
         if not subs:
             return
+        lowered = [f for f, qos in self._subscriptions.items() if qos > max_qos]
+        if lowered:
+            log.warning(
+                "MQTT broker takes QoS %d at most: subscribing to %s at QoS %d (messages for "
+                "us are not acknowledged, and are lost if the connection drops on their way)",
+                max_qos,
+                ", ".join(map(repr, lowered)),
+                max_qos,
+            )
         codes = await self._request(conn, lambda pid: Subscribe(pid, subs))
         for sub, code in zip(subs, codes, strict=False):
-            if code >= 0x80:
-                log.error("MQTT subscription to %r refused: 0x%02X", sub.topic_filter, code)
-            elif code < sub.qos:
-                log.warning("MQTT subscription to %r granted QoS %d only", sub.topic_filter, code)
+            self._on_suback_code(sub, code)
+
+    def _on_suback_code(self, sub: Subscription, code: int) -> bool:
+        """Note what the broker answered to one subscription; whether it granted it."""
+        topic_filter = sub.topic_filter
+        if code >= 0x80:
+            reason = subscribe_reason(code)
+            self._refused_subscriptions[topic_filter] = reason
+            log.error("MQTT subscription to %r refused: %s", topic_filter, reason)
+            return False
+        if self._refused_subscriptions.pop(topic_filter, None) is not None:
+            log.info("MQTT subscription to %r granted (refused before)", topic_filter)
+        if code < sub.qos:
+            log.warning("MQTT subscription to %r granted QoS %d only", topic_filter, code)
+        return True
 
     async def _request(
         self, conn: Connection, build: Callable[[int], Subscribe | Unsubscribe]
@@ -457,13 +548,13 @@ class MqttClient:
             return
         if connack.reason_code < 0x80:
             props = connack.properties
-            window = props.get(P.RECEIVE_MAXIMUM, 65535)
-            conn.window = window if isinstance(window, int) else 65535
+            limits = BrokerLimits.from_connack(connack)
+            conn.limits = self._limits = limits
+            conn.window = limits.receive_maximum
             server_keepalive = props.get(P.SERVER_KEEP_ALIVE)
             if isinstance(server_keepalive, int):
                 conn.keepalive = server_keepalive
-            max_packet = props.get(P.MAXIMUM_PACKET_SIZE, 0)
-            self._outbox.max_packet_size = max_packet if isinstance(max_packet, int) else 0
+            self._outbox.max_packet_size = limits.max_packet_size or 0
             conn.accepted = True
             if self._accepted:
                 metrics.MQTT_RECONNECTS.inc()

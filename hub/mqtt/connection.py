@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from hub.mqtt.codec import DEFAULT_MAX_PACKET_SIZE, encode
 from hub.mqtt.errors import MqttProtocolError
-from hub.mqtt.packets import ConnAck, Disconnect, Message, Packet
+from hub.mqtt.packets import ConnAck, Disconnect, Message, Packet, Property
 from hub.mqtt.parser import Parser
 
 log = logging.getLogger("hub.mqtt")
@@ -48,6 +48,37 @@ class Endpoint:
         )
 
 
+@dataclass(slots=True, frozen=True)
+class BrokerLimits:
+    """What the broker said in CONNACK about what it takes from us (MQTT 5.0, 3.2.2.3).
+
+    The defaults are MQTT's when the broker leaves a property out: QoS 2, retained messages
+    kept, 65535 QoS 1 messages unacknowledged at once, and no limit on a packet's size.
+    """
+
+    max_qos: int = 2
+    retain_available: bool = True
+    receive_maximum: int = 65535
+    max_packet_size: int | None = None  # bytes; None: no limit
+
+    @classmethod
+    def from_connack(cls, connack: ConnAck) -> BrokerLimits:
+        """The limits of a CONNACK; a property of the wrong type counts as absent."""
+        props = connack.properties
+
+        def integer(ident: int, default: int) -> int:
+            value = props.get(ident, default)
+            return value if isinstance(value, int) else default
+
+        max_packet = integer(Property.MAXIMUM_PACKET_SIZE, 0)
+        return cls(
+            max_qos=integer(Property.MAXIMUM_QOS, 2),
+            retain_available=integer(Property.RETAIN_AVAILABLE, 1) != 0,
+            receive_maximum=integer(Property.RECEIVE_MAXIMUM, 65535),
+            max_packet_size=max_packet or None,
+        )
+
+
 class Connection(asyncio.Protocol):
     """Parses what arrives into packets for `on_packets`; reports the end to `on_lost`.
 
@@ -80,7 +111,9 @@ class Connection(asyncio.Protocol):
         self.window = 65535
         self.sent = 0
         self.queue: deque[int] = deque()
-        self.max_packet_out = 0  # 0: the broker set no limit
+        self.limits = BrokerLimits()  # from CONNACK
+        self._warned_qos = False  # each warning once per connection
+        self._warned_retain = False
         self.unacked: dict[int, Message] = {}  # QoS 1 messages received, by packet id
         self._on_packets = on_packets
         self._on_lost = on_lost
@@ -129,6 +162,35 @@ class Connection(asyncio.Protocol):
     def is_open(self) -> bool:
         """Whether bytes written now may still reach the broker."""
         return self.transport is not None and not self.transport.is_closing()
+
+    def publish_flags(self, topic: str, qos: int, retain: bool) -> tuple[int, bool]:
+        """The QoS and retain flag to send a message of ours with, within the broker's limits
+        (sending more is a protocol error that gets the connection dropped). What that loses
+        is logged once per connection."""
+        limits = self.limits
+        if qos > limits.max_qos:
+            qos = limits.max_qos
+            if not self._warned_qos:
+                self._warned_qos = True
+                log.warning(
+                    "MQTT broker takes QoS %d at most: QoS 1 messages (the first on %r) go as "
+                    "QoS %d, without PUBACK: their delivery is not confirmed, and one lost on "
+                    "the way is not sent again",
+                    qos,
+                    topic,
+                    qos,
+                )
+        if retain and not limits.retain_available:
+            retain = False
+            if not self._warned_retain:
+                self._warned_retain = True
+                log.warning(
+                    "MQTT broker keeps no retained messages: messages to retain (the first on "
+                    "%r) go without the retain flag, so retained state (incidents, barriers) "
+                    "will not be kept by this broker for subscribers that come later",
+                    topic,
+                )
+        return qos, retain
 
     def write(self, data: bytes) -> None:
         """Send bytes, unless the connection is already closing."""

@@ -37,6 +37,26 @@ CONNECT_REASONS = {
 }
 
 
+# What SUBACK's failure codes mean (MQTT 5.0, section 3.9.3).
+SUBSCRIBE_REASONS = {
+    0x80: "unspecified error",
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x8F: "topic filter invalid",
+    0x91: "packet identifier in use",
+    0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported",
+    0xA1: "subscription identifiers not supported",
+    0xA2: "wildcard subscriptions not supported",
+}
+
+
+def subscribe_reason(reason_code: int) -> str:
+    """A SUBACK failure code in words, e.g. "0x87 not authorized"."""
+    meaning = SUBSCRIBE_REASONS.get(reason_code, "unknown reason code")
+    return f"0x{reason_code:02X} {meaning}"
+
+
 class MqttConnectError(MqttError):
     """The broker refused the connection (CONNACK with a failure reason code)."""
 
@@ -54,3 +74,12 @@ class MqttPublishError(MqttError):
         self.topic = topic
         self.reason_code = reason_code
         super().__init__(f"broker refused message on {topic!r}: reason code 0x{reason_code:02X}")
+
+
+class MqttExpiredError(MqttError):
+    """A QoS 1 message's expiry interval ran out before it was sent (or sent again): it was
+    not sent, and will not be."""
+
+    def __init__(self, topic: str, detail: str) -> None:
+        self.topic = topic
+        super().__init__(f"message on {topic!r} expired {detail}")
