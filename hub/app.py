@@ -123,6 +123,7 @@ class Hub:
         self._routes: list[tuple[str, Callable[[list[Message]], None]]] = []
         self._ingest_topics = Ingest.topics_for(mqtt.prefix)
         self.mqtt.on_messages = self._route
+        self.mqtt.on_connected = self._on_connected
         self.dispatcher = ActionDispatcher()
         self.rules = RuleService(
             rules,
@@ -261,9 +262,11 @@ class Hub:
         mqtt_ok = self.mqtt.connected
         influx_ok = self.writer.influx_up
         refused = self.writer.spool_refused
+        subscriptions = self.mqtt.refused_subscriptions
         return HealthReport(
-            ok=mqtt_ok and influx_ok and refused is None,
+            ok=mqtt_ok and influx_ok and refused is None and not subscriptions,
             mqtt_connected=mqtt_ok,
+            subscriptions_refused=subscriptions,
             influx_up=influx_ok,
             spooled_points=self.writer.spooled_points,
             taking_readings=not self._paused.is_set(),
@@ -271,6 +274,13 @@ class Hub:
             rules_loaded=len(self.rules.engine.rules),
             rule_errors=list(self.rules.reload_problems),
         )
+
+    def _on_connected(self, connections: int) -> None:
+        # The broker may have lost the incidents' retained state while the hub was away
+        # from it (a restart without persistence, a failover): publish it again. The first
+        # connection needs nothing: a start republishes anyway.
+        if connections > 1:
+            self.rules.republish()
 
     def _on_full(self) -> None:
         # The broker queues for us while we do not read: back-pressure reaches the sensors'

@@ -54,7 +54,7 @@ STATES = "actuators.states"  # actuator id -> {"state", "ts", "at"}, the last it
 
 class Mqtt(Protocol):
     def publish_nowait(
-        self, topic: str, payload: bytes, retain: bool = False
+        self, topic: str, payload: bytes, retain: bool = False, *, expiry: float | None = None
     ) -> asyncio.Future[None]: ...
     def ack(self, messages: list[Message]) -> int: ...
 
@@ -339,8 +339,11 @@ class ActuatorService:
             "reason": job.reason,
         }
         topic = f"{self.prefix}/actuators/{job.region}/{job.actuator}/command"
+        # MQTT 5's Message Expiry: a broker never delivers a stale close or open, hours late,
+        # to a controller that was offline (its persistent session queues the command).
+        expiry = (job.expires_at - self.clock()) / J.S
         try:
-            taken = self.mqtt.publish_nowait(topic, orjson.dumps(payload))
+            taken = self.mqtt.publish_nowait(topic, orjson.dumps(payload), expiry=expiry)
         except MqttError as exc:
             log.warning("actuators: command %s not sent: %r", job.command_id, exc)
             job.last_sent = self.clock()

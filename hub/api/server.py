@@ -19,6 +19,8 @@ class HealthReport:
     mqtt_connected: bool
     influx_up: bool
     spooled_points: int
+    # Topic filters the broker refused, with the reason: the hub misses what they carry.
+    subscriptions_refused: dict[str, str] = field(default_factory=dict)
     # False while the storage buffer is full: the broker holds new messages for the hub.
     taking_readings: bool = True
     # Why the on-disk spool refuses points (full, its disk full or failing), while it does.

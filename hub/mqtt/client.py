@@ -105,6 +105,9 @@ class MqttClient:
         self.endpoint = Endpoint.from_url(url)
         self.client_id = client_id
         self.on_messages = on_messages
+        # Called with the number of connections accepted so far (1: the first) once a
+        # connection is up and subscribed, e.g. to publish retained state again.
+        self.on_connected: Callable[[int], None] | None = None
         self.auto_ack = auto_ack
         self.keepalive = keepalive
         self.dropped = 0  # QoS 0 messages published while not connected
@@ -403,6 +406,11 @@ class MqttClient:
                     await self._subscribe_all(conn)
                     if conn.is_open:
                         self._ready.set()
+                        if self.on_connected is not None:
+                            try:
+                                self.on_connected(self._accepted)
+                            except Exception:
+                                log.exception("MQTT on_connected failed")
                     await conn.closed
                 finally:
                     pinger.cancel()

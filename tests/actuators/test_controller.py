@@ -291,3 +291,33 @@ async def test_a_command_restored_after_a_restart_is_superseded_by_a_newer_one(
         await state_of(hub, second, "done")
         assert hub.actuators.commands[first].state == "expired"
         assert hub.actuators.commands[first].detail == f"superseded by {second}"
+
+
+async def test_a_broker_never_delivers_a_command_after_it_expired(
+    hub: Hub, mosquitto: LocalMosquitto, prefix: str, uid: str
+) -> None:
+    """A controller offline with a persistent session: the broker queues the commands for it.
+    One that expires before it comes back is never delivered; one that has not, is."""
+    topic = f"{prefix}/actuators/suwon/bar-1/command"
+    offline = Peer(mosquitto.url, f"barrier-{uid}-late", clean=False)
+    offline.subscribe(topic)
+    offline.close()
+    stale = await hub.actuators.submit("bar-1", "close", actor="desk-1", reason="t", expires_s=1)
+    await eventually(lambda: stale.first_sent is not None, "the broker to take the command")
+    await state_of(hub, stale.command_id, "expired")
+    # The expiry itself is under test: the controller stays away past it (Mosquitto counts
+    # expiry in whole seconds, so two more).
+    await asyncio.sleep(2.1)
+    fresh = await hub.actuators.submit("bar-1", "open", actor="desk-1", reason="t", expires_s=60)
+    await eventually(lambda: fresh.first_sent is not None, "the broker to take the command")
+    back = Peer(mosquitto.url, f"barrier-{uid}-late", clean=False)
+    try:
+        back.subscribe(topic)
+        got = await eventually(
+            lambda: [json.loads(body)["command_id"] for _, body in back.received],
+            "the queued command",
+        )
+        assert fresh.command_id in got
+        assert stale.command_id not in got, "a command delivered after it expired"
+    finally:
+        back.close()

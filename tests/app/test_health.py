@@ -14,6 +14,7 @@ from hub.config import load_config
 from hub.inventory import load_inventory
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from tests.helpers import aquery, eventually, service_sections, write_config, write_site
+from tests.mqtt.support import subscribe_only
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +56,32 @@ async def test_influxdb_down_at_start_is_unhealthy_at_once(
             assert database in {str(r["name"]) for r in rows}
     finally:
         await asyncio.to_thread(influx.stop)
+
+
+async def test_a_refused_subscription_makes_the_hub_unhealthy(
+    tmp_path: Path, influx: LocalInflux, prefix: str, database: str, uid: str
+) -> None:
+    """The broker lets the hub read sensors but not gateways: health says so, naming both the
+    topic filter and the reason, instead of "connected"."""
+    broker = subscribe_only(tmp_path / "broker", f"{prefix}/sensors/#")
+    broker.start()
+    try:
+        config = write_config(
+            tmp_path / "hub.yaml",
+            **service_sections(broker.url, influx.url, prefix, database, uid),
+            inventory=[str(write_site(tmp_path / "site"))],
+            api={"listen": f"127.0.0.1:{free_port()}"},
+            data_dir=str(tmp_path / "var"),
+        )
+        loaded = load_config(config)
+        async with running(loaded, load_inventory(loaded.inventory)) as hub:
+            await hub.mqtt.wait_connected(10)
+            await eventually(lambda: hub.writer.influx_up, "InfluxDB to answer")
+            status, body = await _health(hub)
+            assert status == 503, body
+            refused = body["subscriptions_refused"]
+            assert isinstance(refused, dict)
+            assert refused.get(f"{prefix}/gateways/+/+") == "0x87 not authorized"
+            assert f"{prefix}/sensors/+/+" not in refused
+    finally:
+        broker.stop()

@@ -3,11 +3,16 @@ Mosquitto with configurations of our own."""
 
 from __future__ import annotations
 
+import glob
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
 
 from hub.mqtt import Message, MqttClient
-from hub.services import LocalMosquitto
+from hub.services import LocalMosquitto, free_port
 
 
 @dataclass
@@ -43,3 +48,41 @@ class ConfiguredMosquitto(LocalMosquitto):
             f"listener {self.port} {self.host}\nuser root\n{self.lines}"
             "log_dest stdout\nlog_type error\n"
         )
+
+
+def subscribe_only(folder: Path, pattern: str) -> ConfiguredMosquitto:
+    """Mosquitto (not started) whose anonymous clients may subscribe to `pattern` only.
+
+    An `acl_file` would not do: Mosquitto 2.0 grants every subscription with it and drops the
+    messages a client may not read. The dynamic security plugin answers SUBACK 0x87.
+    """
+    plugins = glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") + glob.glob(
+        "/usr/lib/mosquitto_dynamic_security.so"
+    )
+    if not plugins:
+        pytest.skip("Mosquitto's dynamic security plugin is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "dynamic-security.json"
+    config.write_text(
+        json.dumps(
+            {
+                "defaultACLAccess": {
+                    "publishClientSend": True,
+                    "publishClientReceive": True,
+                    "subscribe": False,
+                    "unsubscribe": True,
+                },
+                "clients": [],
+                "groups": [{"groupname": "anonymous", "roles": [{"rolename": "reader"}]}],
+                "anonymousGroup": "anonymous",
+                "roles": [
+                    {
+                        "rolename": "reader",
+                        "acls": [{"acltype": "subscribePattern", "topic": pattern, "allow": True}],
+                    }
+                ],
+            }
+        )
+    )
+    lines = f"allow_anonymous true\nplugin {plugins[0]}\nplugin_opt_config_file {config}\n"
+    return ConfiguredMosquitto(data_dir=folder, port=free_port(), lines=lines)

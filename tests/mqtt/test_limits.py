@@ -5,8 +5,6 @@ that expire in a persistent session's queue."""
 from __future__ import annotations
 
 import asyncio
-import glob
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,49 +19,15 @@ from paho.mqtt.properties import Properties
 from hub.mqtt import BrokerLimits, MqttError
 from hub.services import LocalMosquitto, free_port
 from tests.helpers import eventually
-from tests.mqtt.support import ConfiguredMosquitto, Inbox, StartClient
+from tests.mqtt.support import ConfiguredMosquitto, Inbox, StartClient, subscribe_only
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def acl_mosquitto(tmp_path: Path) -> Iterator[LocalMosquitto]:
-    """Mosquitto whose anonymous clients may subscribe to `ok/#` only.
-
-    An `acl_file` would not do: Mosquitto 2.0 grants every subscription with it and drops the
-    messages a client may not read. The dynamic security plugin answers SUBACK 0x87.
-    """
-    plugins = glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") + glob.glob(
-        "/usr/lib/mosquitto_dynamic_security.so"
-    )
-    if not plugins:
-        pytest.skip("Mosquitto's dynamic security plugin is not installed")
-    folder = tmp_path / "acl"
-    folder.mkdir()
-    config = folder / "dynamic-security.json"
-    config.write_text(
-        json.dumps(
-            {
-                "defaultACLAccess": {
-                    "publishClientSend": True,
-                    "publishClientReceive": True,
-                    "subscribe": False,
-                    "unsubscribe": True,
-                },
-                "clients": [],
-                "groups": [{"groupname": "anonymous", "roles": [{"rolename": "reader"}]}],
-                "anonymousGroup": "anonymous",
-                "roles": [
-                    {
-                        "rolename": "reader",
-                        "acls": [{"acltype": "subscribePattern", "topic": "ok/#", "allow": True}],
-                    }
-                ],
-            }
-        )
-    )
-    lines = f"allow_anonymous true\nplugin {plugins[0]}\nplugin_opt_config_file {config}\n"
-    broker = ConfiguredMosquitto(data_dir=folder, port=free_port(), lines=lines)
+    """Mosquitto whose anonymous clients may subscribe to `ok/#` only."""
+    broker = subscribe_only(tmp_path / "acl", "ok/#")
     broker.start()
     yield broker
     broker.stop()
