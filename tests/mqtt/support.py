@@ -56,6 +56,15 @@ def subscribe_only(folder: Path, pattern: str) -> ConfiguredMosquitto:
     An `acl_file` would not do: Mosquitto 2.0 grants every subscription with it and drops the
     messages a client may not read. The dynamic security plugin answers SUBACK 0x87.
     """
+    acl = {"acltype": "subscribePattern", "topic": pattern, "allow": True}
+    return dynamic_security(folder, [acl], subscribe=False)
+
+
+def dynamic_security(
+    folder: Path, acls: list[dict[str, object]], *, subscribe: bool = True
+) -> ConfiguredMosquitto:
+    """Mosquitto (not started) whose anonymous clients have these ACLs, through the dynamic
+    security plugin, which refuses in SUBACK and PUBACK (0x87) rather than dropping."""
     plugins = glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") + glob.glob(
         "/usr/lib/mosquitto_dynamic_security.so"
     )
@@ -69,18 +78,13 @@ def subscribe_only(folder: Path, pattern: str) -> ConfiguredMosquitto:
                 "defaultACLAccess": {
                     "publishClientSend": True,
                     "publishClientReceive": True,
-                    "subscribe": False,
+                    "subscribe": subscribe,
                     "unsubscribe": True,
                 },
                 "clients": [],
-                "groups": [{"groupname": "anonymous", "roles": [{"rolename": "reader"}]}],
+                "groups": [{"groupname": "anonymous", "roles": [{"rolename": "acls"}]}],
                 "anonymousGroup": "anonymous",
-                "roles": [
-                    {
-                        "rolename": "reader",
-                        "acls": [{"acltype": "subscribePattern", "topic": pattern, "allow": True}],
-                    }
-                ],
+                "roles": [{"rolename": "acls", "acls": acls}],
             }
         )
     )
