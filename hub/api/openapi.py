@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub import __version__
+from hub.api.body import MAX_TEXT, MAX_WORD
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
@@ -149,10 +150,24 @@ _COMMAND = {
     "required": ["command"],
     "additionalProperties": False,
     "properties": {
-        "command": {"type": "string", "example": "close"},
-        "reason": {"type": "string"},
+        "command": {
+            "type": "string",
+            "example": "close",
+            "maxLength": MAX_WORD,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            "description": "one of the commands of the actuator's kind (actuators.commands)",
+        },
+        "reason": {
+            "type": "string",
+            "maxLength": MAX_TEXT,
+            "description": "no control characters but newline and tab",
+        },
         "override": {"type": "boolean", "description": "past an interlock, audited"},
-        "expires": {"type": "string", "example": "2m"},
+        "expires": {
+            "oneOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}],
+            "example": "2m",
+            "description": "a duration (or seconds) of at most 1d",
+        },
     },
 }
 _STATES = "active, acknowledged, cleared, or open (active and acknowledged); comma-separated"
@@ -301,7 +316,11 @@ def document() -> dict[str, Any]:
                 "operator",
                 _json(_OBJECT),
                 params=[_path("id", "actuator id"), _path("command_id", "command id")],
-                body={"type": "object", "properties": {"approve": {"type": "boolean"}}},
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"approve": {"type": "boolean"}},
+                },
                 errors=(400, 404, 409),
             )
         },
