@@ -138,8 +138,10 @@ async def _sensors(request: web.Request, _actor: str) -> web.StreamResponse:
 def _since(text: str, now_ns: int) -> int:
     """`since` as a duration back from now (`1h`) or an RFC 3339 time; ns since the epoch."""
     try:
-        seconds = parse_duration(text)
-    except DurationError:
+        seconds = parse_duration(text, maximum=MAX_SINCE_S)
+    except DurationError as exc:
+        if "at most" in str(exc):
+            raise ValueError(f"'since': at most 30d of readings, not {text[:40]!r}") from None
         try:
             stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -149,8 +151,6 @@ def _since(text: str, now_ns: int) -> int:
         if stamp.tzinfo is None:
             raise ValueError(f"'since': {text!r} has no time zone; add Z or +09:00") from None
         return int(stamp.timestamp() * 1e9)
-    if seconds > MAX_SINCE_S:
-        raise ValueError(f"'since': at most 30d of readings, not {text!r}")
     return now_ns - int(seconds * 1e9)
 
 

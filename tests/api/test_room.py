@@ -190,6 +190,8 @@ async def test_readings_for_the_chart(api: Api, sensors: Peer, prefix: str) -> N
     for query, word in (
         ("since=yesterday", "since"),
         ("since=90d", "30d"),
+        ("since=200000d", "30d"),
+        ("limit=" + "9" * 5000, "limit"),
         ("limit=lots", "limit"),
         ("limit=0", "limit"),
         ("since=2026-01-01T00:00:00", "time zone"),
