@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, field_validator
 
 from hub.config.types import Count, Duration, Name, PositiveDuration, Section
 
 Severity = Literal["minor", "moderate", "severe", "extreme"]
+
+# The commands each kind of actuator takes; any other command to it is refused (the API
+# answers 400, a rule file that asks for one does not load).
+DEFAULT_COMMANDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "barrier": ("close", "open"),
+        "pump": ("start", "stop"),
+        "siren": ("on", "off"),
+        "sign": ("show", "clear"),
+    }
+)
+# A command or a kind is a word as the API reads one (hub/api/body.py's `command`), so that
+# every configured command can be sent.
+MAX_WORD = 64
+_WORD = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_WORD - 1}}}")
 
 # The state an actuator reports once a command has taken effect; a command not listed here
 # is confirmed by its `done` acknowledgement alone.
@@ -20,6 +38,52 @@ DEFAULT_STATES = {
     "start": "running",
     "stop": "stopped",
 }
+
+
+def _word(value: str) -> str:
+    if not _WORD.fullmatch(value):
+        raise ValueError(
+            f"expected one word of 1 to {MAX_WORD} letters, digits, '_', '.' or '-' "
+            f"(such as close), got {value!r}"
+        )
+    return value
+
+
+def _command_list(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError(
+            "a kind takes at least one command: list them, e.g. [close, open], "
+            "or leave the kind out"
+        )
+    twice = sorted({c for c in value if value.count(c) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(map(repr, twice))} listed more than once")
+    return value
+
+
+Word = Annotated[str, AfterValidator(_word)]
+CommandList = Annotated[tuple[Word, ...], AfterValidator(_command_list)]
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1].lower() in "aeiou" else f"a {kind}"
+
+
+def refusal(
+    commands: Mapping[str, Sequence[str]], kind: str, command: str, what: str
+) -> str | None:
+    """Why `command` cannot go to `what` (an actuator of `kind`, or the kind itself), or None
+    when its kind takes it: `'explode' is not a command of barrier bar-1; a barrier takes
+    close, open`."""
+    taken = commands.get(kind)
+    if taken is None:
+        return (
+            f"{what} takes no commands: actuators.commands in hub.yaml lists none for the kind "
+            f"{kind!r}; add {kind}: [...] there with the commands it takes"
+        )
+    if command in taken:
+        return None
+    return f"{command!r} is not a command of {what}; {_a(kind)} takes {', '.join(taken)}"
 
 
 class ConfirmPolicy(Section):
@@ -65,6 +129,11 @@ class ActuatorsConfig(Section):
     expires: PositiveDuration = 600.0
     # How long finished commands are kept (the API's history, and deduplication of actions).
     keep_finished: PositiveDuration = 86400.0
+    # The commands each kind of actuator takes (this map replaces the defaults: list every
+    # kind the inventory has). Other commands are refused, by the API and in rule files.
+    commands: dict[str, CommandList] = Field(default_factory=lambda: dict(DEFAULT_COMMANDS))
+    # The state that confirms a command, whatever the kind; a command not listed here is
+    # confirmed by its `done` acknowledgement alone.
     states: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATES))
     # States that mean "moving": they neither confirm nor contradict a command.
     transitional: tuple[str, ...] = ("closing", "opening", "moving", "starting", "stopping")
@@ -79,3 +148,14 @@ class ActuatorsConfig(Section):
     # commands are kept, and again each time this many more have come. Ten million kept
     # commands are gigabytes of store: far more than any province issues.
     compact_after: Annotated[int, Field(gt=0, le=10_000_000)] = 5000
+
+    @field_validator("commands")
+    @classmethod
+    def _kinds(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for kind in value:
+            if not _WORD.fullmatch(kind):
+                raise ValueError(
+                    f"a kind is one word of 1 to {MAX_WORD} letters, digits, '_', '.' or '-' "
+                    f"(such as barrier), got {kind!r}"
+                )
+        return value

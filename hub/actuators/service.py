@@ -33,7 +33,7 @@ from aiohttp import web
 
 from hub.actuators import jobs as J
 from hub.actuators.api import add_routes
-from hub.actuators.config import ActuatorsConfig
+from hub.actuators.config import ActuatorsConfig, refusal
 from hub.actuators.inbound import Inbound, parse
 from hub.actuators.policy import confirmation, interlock, rate_limited
 from hub.actuators.report import SYSTEM_RULE, Reporter
@@ -204,6 +204,14 @@ class ActuatorService:
         actuator = self.inventory.actuators.get(actuator_id)
         if actuator is None:
             raise J.CommandError(f"no actuator {actuator_id!r} in the inventory", 404)
+        # A command its kind does not take: an operator's is refused before anything is kept
+        # or sent (the rules were checked against the same lists when they loaded; an action
+        # of theirs from before a change of the lists is kept as rejected, where it shows).
+        unknown = refusal(
+            self.config.commands, actuator.kind, command, f"{actuator.kind} {actuator_id}"
+        )
+        if unknown is not None and not from_rule:
+            raise J.CommandError(unknown, 400)
         async with self._lock:
             now = self.clock()
             cid = command_id or str(uuid.uuid4())
@@ -225,8 +233,8 @@ class ActuatorService:
                 override=override,
                 updated_at=now,
             )
-            refused = None
-            if not override:
+            refused = unknown
+            if not override and refused is None:
                 issued = [
                     j.issued_at
                     for j in self._by_actuator.get(actuator_id, ())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
+from hub.actuators.config import refusal
 from hub.config.problems import KeyPath, describe, did_you_mean
 from hub.inventory import ACTUATOR_KINDS
 from hub.rules.model import (
@@ -110,7 +111,32 @@ def _actuate(ctx: Ctx, path: KeyPath, value: Any) -> Action | None:
         return None
     if targets.how != "ids" and kinds:
         targets = Targets(targets.how, (), targets.count, targets.within_m, kinds)
+    for key, word in (("command", command), ("on_clear", on_clear)):
+        if word is not None:
+            for why in _not_taken(ctx, targets, kinds, word):
+                ctx.error((*path, key), why)
     return Actuate(targets, command, on_clear, expires)
+
+
+def _not_taken(ctx: Ctx, targets: Targets, kinds: tuple[str, ...], command: str) -> list[str]:
+    """Why `command` cannot go to the actuators named by id (their kinds, from the inventory)
+    or to the `kind` the action names. An action that names neither is held to the kinds of
+    the actuators it finds for the rule's subjects, once they are known (parse.py)."""
+    if ctx.commands is None:
+        return []
+    inv = ctx.inventory
+    if targets.how == "ids" and inv is not None:
+        by_kind: dict[str, list[str]] = {}
+        for ident in targets.ids:
+            actuator = inv.actuators.get(ident)
+            if actuator is not None:
+                by_kind.setdefault(actuator.kind, []).append(ident)
+        found = [
+            refusal(ctx.commands, k, command, f"{k} {', '.join(i)}") for k, i in by_kind.items()
+        ]
+    else:
+        found = [refusal(ctx.commands, kind, command, kind) for kind in kinds]
+    return [why for why in found if why is not None]
 
 
 @ACTIONS.register("notify")

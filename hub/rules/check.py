@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.actuators.config import DEFAULT_COMMANDS
 from hub.config.paths import collect_files
 from hub.config.problems import ConfigError, Problem, describe, did_you_mean, display_path
 from hub.config.yaml_source import parse_yaml
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from hub.config import HubConfig
 
 RULE_SUFFIXES = (".yaml", ".yml")
+# The commands each kind of actuator takes, by kind (hub.yaml's `actuators.commands`).
+Commands = Mapping[str, Sequence[str]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -30,7 +33,9 @@ class _Entry:
     ctx: Ctx
 
 
-def _read_file(path: Path, inventory: Inventory | None) -> tuple[list[_Entry], list[Problem]]:
+def _read_file(
+    path: Path, inventory: Inventory | None, commands: Commands
+) -> tuple[list[_Entry], list[Problem]]:
     file = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -38,17 +43,17 @@ def _read_file(path: Path, inventory: Inventory | None) -> tuple[list[_Entry], l
         return [], [Problem(file, 0, 0, f"not UTF-8 text (bad byte at offset {exc.start})")]
     except OSError as exc:
         return [], [Problem(file, 0, 0, f"cannot read this file: {exc.strerror}")]
-    return _read_text(text, file, inventory)
+    return _read_text(text, file, inventory, commands)
 
 
 def _read_text(
-    text: str, file: str, inventory: Inventory | None
+    text: str, file: str, inventory: Inventory | None, commands: Commands
 ) -> tuple[list[_Entry], list[Problem]]:
     try:
         data, where, problems = parse_yaml(text, file)
     except ConfigError as exc:
         return [], exc.problems
-    ctx = Ctx(file, where, inventory, problems=list(problems))
+    ctx = Ctx(file, where, inventory, problems=list(problems), commands=commands)
     if data is None:
         return [], ctx.problems
     top = mapping(ctx, (), data, ("rules",), "rules: [...]")
@@ -132,24 +137,28 @@ def rule_files(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
 
 
 def check_rules(
-    paths: Iterable[Path], inventory: Inventory | None
+    paths: Iterable[Path], inventory: Inventory | None, commands: Commands | None = None
 ) -> tuple[RuleSet | None, list[Problem]]:
     """Read every rule file; return the rules, or None and every problem, sorted.
 
     Without an inventory (when it has problems of its own), the checks that need it
-    (sensor ids, sites, regions, units of selected sensors, empty selections) are skipped.
-    The rules are meant for an Engine on the inventory they were checked against: check
-    them again when the inventory changes.
+    (sensor ids, sites, regions, units of selected sensors, empty selections, the kinds of
+    the actuators an action finds) are skipped. `commands` are the commands each actuator
+    kind takes (hub.yaml's `actuators.commands`; by default its defaults): an `actuate`
+    action with any other is a problem. The rules are meant for an Engine on the inventory
+    they were checked against: check them again when the inventory changes.
     """
     files, problems = rule_files(paths)
-    return _check([_read_file(file, inventory) for file in files], problems)
+    taken = DEFAULT_COMMANDS if commands is None else commands
+    return _check([_read_file(file, inventory, taken) for file in files], problems)
 
 
 def check_text(
-    text: str, file: str, inventory: Inventory | None
+    text: str, file: str, inventory: Inventory | None, commands: Commands | None = None
 ) -> tuple[RuleSet | None, list[Problem]]:
     """Like check_rules, for one file's text (an editor's buffer, a test)."""
-    return _check([_read_text(text, file, inventory)], [])
+    taken = DEFAULT_COMMANDS if commands is None else commands
+    return _check([_read_text(text, file, inventory, taken)], [])
 
 
 def _check(
@@ -175,4 +184,4 @@ def _ruleset(entries: list[_Entry]) -> RuleSet:
 def rules_checker(config: HubConfig, inventory: Inventory | None) -> list[Problem]:
     """For `hub check`: the problems of the rule files that the configuration names."""
     # Paths that do not exist are reported by the configuration's own check.
-    return check_rules(config.rule_files(), inventory)[1]
+    return check_rules(config.rule_files(), inventory, config.actuators.commands)[1]

@@ -2,7 +2,9 @@
 
 Where a test file names no `rules:` or `inventory:` of its own, `--rules` and `--site` are
 used, else the `rules:` and `inventory:` of the configuration (`-c`, `$HUB_CONFIG`, or
-./hub.yaml). PATHS default to `rules/tests/`.
+./hub.yaml). The rules are held to the commands each actuator kind takes from that
+configuration's `actuators.commands` (its defaults without one). PATHS default to
+`rules/tests/`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hub.config import ConfigError, load_config
@@ -46,19 +49,21 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
 
 
-def _defaults(args: argparse.Namespace) -> tuple[list[Path] | None, list[Path] | None]:
+def _defaults(
+    args: argparse.Namespace,
+) -> tuple[list[Path] | None, list[Path] | None, Mapping[str, Sequence[str]] | None]:
+    """The rules and inventory for test files that name none, and the commands each actuator
+    kind takes (the configuration's; None: the defaults)."""
     rules = [Path(p) for p in args.rules] if getattr(args, "rules", None) else None
     site = [Path(p) for p in args.site] if getattr(args, "site", None) else None
-    if rules is not None and site is not None:
-        return rules, site
     config_file = getattr(args, "config", None)
     try:
         config = load_config(Path(config_file) if config_file else None)
     except ConfigError:
-        return rules, site  # test files that need the config's paths will say so
+        return rules, site, None  # test files that need the config's paths will say so
     rules = rules if rules is not None else list(config.rules) or None
     site = site if site is not None else list(config.inventory) or None
-    return rules, site
+    return rules, site, config.actuators.commands
 
 
 def _report(result: FileResult, verbose: bool) -> tuple[int, int]:
@@ -94,11 +99,12 @@ def test_main(args: argparse.Namespace) -> int:
         files += collect_files([path], TEST_SUFFIXES)
     for problem in problems:
         print(problem, file=sys.stderr)
-    rules, site = _defaults(args)
+    rules, site, commands = _defaults(args)
     passed = failed = 0
     for file in files:
         ok, bad = _report(
-            run_file(file, rules=rules, inventory=site), getattr(args, "verbose", False)
+            run_file(file, rules=rules, inventory=site, commands=commands),
+            getattr(args, "verbose", False),
         )
         passed, failed = passed + ok, failed + bad
     took = time.perf_counter() - started

@@ -6,7 +6,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hub.actuators.config import refusal
 from hub.config.problems import KeyPath
+from hub.inventory import Actuator
 from hub.rules.actions import parse_actions, parse_step
 from hub.rules.conditions import GROUP_KEYS, Scope, parse_condition, parse_group
 from hub.rules.model import (
@@ -28,7 +30,7 @@ from hub.rules.model import (
 from hub.rules.schema import Ctx, choice, duration, mapping
 from hub.rules.selectors import describe_chain, kinds_of, parse_selector, selected
 from hub.rules.subjects import plan_subjects
-from hub.rules.targets import Placed, resolve
+from hub.rules.targets import Place, Placed, resolve
 from hub.rules.text import TITLE_FIELDS, template
 
 RULE_KEYS = (
@@ -257,18 +259,57 @@ def _check_targets(ctx: Ctx, rule: Rule) -> None:
                 targets, pool, what = action.actuators, inv.actuators, "actuator"
             else:
                 continue
+            name = "actuate" if isinstance(action, Actuate) else "detect"
+            step_path = path if path[0] == "escalate" else (*path, i)
+            if isinstance(action, Actuate) and targets.how != "ids" and not targets.kinds:
+                _check_found_kinds(ctx, (*step_path, name), action, places, inv.actuators)
             if targets.how == "ids" or any(resolve(targets, p, pool) for p in places):
                 continue
             kinds = f"{'/'.join(targets.kinds)} " if targets.kinds else ""
-            where = {
-                "site": "at the site of",
-                "region": "in the region of",
-                "nearest": f"within {targets.within_m:g} m of",
-            }[targets.how]
-            name = "actuate" if isinstance(action, Actuate) else "detect"
-            step_path = path if path[0] == "escalate" else (*path, i)
+            where = _WHERE[targets.how].format(within=targets.within_m)
             ctx.error(
                 (*step_path, name),
                 f"finds no {kinds}{what} {where} any of this rule's subjects "
                 f"({describe_chain(tuple(s for s in (rule.sensors,) if s))})",
             )
+
+
+_WHERE = {
+    "site": "at the site of",
+    "region": "in the region of",
+    "nearest": "within {within:g} m of",
+}
+
+
+def _check_found_kinds(
+    ctx: Ctx,
+    path: KeyPath,
+    action: Actuate,
+    places: list[Place],
+    pool: Mapping[str, Actuator],
+) -> None:
+    """An `actuate` that names no kind goes to every actuator it finds: each one's kind must
+    take its commands (a `close` sent to a siren at the site is surely a mistake)."""
+    if ctx.commands is None:
+        return
+    found: dict[str, dict[str, None]] = {}  # kind -> actuator ids, in the order found
+    for place in places:
+        for ident in resolve(action.actuators, place, pool):
+            found.setdefault(pool[ident].kind, {})[ident] = None
+    where = _WHERE[action.actuators.how].format(within=action.actuators.within_m)
+    for key, command in (("command", action.command), ("on_clear", action.on_clear)):
+        if command is None:
+            continue
+        takers = [k for k in found if refusal(ctx.commands, k, command, k) is None]
+        hint = f"kind: {takers[0]}" if takers else "kind: with the actuators' kind"
+        for kind, idents in found.items():
+            ids = list(idents)
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            why = refusal(ctx.commands, kind, command, f"{kind} {shown}")
+            if why is not None:
+                them = "it" if len(ids) == 1 else "them"
+                ctx.error(
+                    (*path, key),
+                    f"{why} (this action names no kind, and finds {them} {where} a subject "
+                    f"of this rule: add {hint})",
+                )

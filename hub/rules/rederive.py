@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from datetime import datetime
 from typing import Any
@@ -78,8 +79,10 @@ async def fetch_retained_incidents(
     client_id: str,
     username: str | None = None,
     password: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> list[dict[str, Any]]:
-    """The incidents the broker holds retained under `prefix` (a connection of its own)."""
+    """The incidents the broker holds retained under `prefix` (a connection of its own;
+    `ssl_context` for mqtts://, from `hub.tls.mqtt_ssl_context`)."""
     found: dict[str, dict[str, Any]] = {}
     arrived = asyncio.Event()
 
@@ -99,6 +102,7 @@ async def fetch_retained_incidents(
         client_id=client_id,
         username=username,
         password=password,
+        ssl_context=ssl_context,
         clean_start=True,
         session_expiry=0,
         subscriptions=[(f"{prefix.rstrip('/')}/incidents/+/+", 1)],

@@ -126,7 +126,7 @@ def _load(args: argparse.Namespace) -> tuple[HubConfig, Inventory, RuleSet] | in
     if not paths:
         print("hub replay: no rules to run: give --rules or rules: in hub.yaml", file=sys.stderr)
         return 1
-    rules, problems = check_rules(paths, inventory)
+    rules, problems = check_rules(paths, inventory, config.actuators.commands)
     if rules is None:
         return _fail(problems, "the rules")
     return config, inventory, rules

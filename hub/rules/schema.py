@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -40,6 +40,9 @@ class Ctx:
     inventory: Inventory | None
     base: KeyPath = ()
     problems: list[Problem] = field(default_factory=list)
+    # The commands each kind of actuator takes (hub.yaml's `actuators.commands`), which
+    # `actuate` actions are held to; None: not checked.
+    commands: Mapping[str, Sequence[str]] | None = None
 
     def error(self, path: KeyPath, message: str, *, key: bool = False) -> None:
         """Report `message` about the value (or with key=True, the key) at `path`."""

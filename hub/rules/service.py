@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -183,6 +183,7 @@ class RuleService:
         ack: Callable[[object], None],
         prefix: str = "hub",
         rule_paths: Sequence[Path] = (),
+        commands: Mapping[str, Sequence[str]] | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.inventory = inventory
@@ -192,6 +193,8 @@ class RuleService:
         self.dispatcher = dispatcher
         self.prefix = prefix.rstrip("/")
         self.rule_paths = tuple(rule_paths)
+        # What each actuator kind takes (hub.yaml's actuators.commands): reloads are held to it.
+        self.commands = commands
         self.clock = clock
         self._ack = ack
         # Events not yet dispatched, each with its sequence number.
@@ -677,7 +680,9 @@ class RuleService:
         if seen == self._rule_files_seen:
             return
         self._rule_files_seen = seen
-        rules, problems = await asyncio.to_thread(check_rules, self.rule_paths, self.inventory)
+        rules, problems = await asyncio.to_thread(
+            check_rules, self.rule_paths, self.inventory, self.commands
+        )
         if rules is None:
             self.reload_problems = [str(p) for p in problems]
             metrics.RULES_RELOADS.labels("failed").inc()

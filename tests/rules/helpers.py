@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hub.ingest.validate import Reading
@@ -76,9 +77,14 @@ def rules(text: str, inventory: Inventory = INVENTORY) -> RuleSet:
     return found
 
 
-def problems(text: str, inventory: Inventory | None = INVENTORY) -> list[str]:
-    """The problems of YAML rule text, as `line:col: message` strings."""
-    _, found = check_text(text, "test.yaml", inventory)
+def problems(
+    text: str,
+    inventory: Inventory | None = INVENTORY,
+    commands: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
+    """The problems of YAML rule text, as `line:col: message` strings; `commands` are what
+    each actuator kind takes (by default hub.yaml's defaults)."""
+    _, found = check_text(text, "test.yaml", inventory, commands)
     return [f"{p.line}:{p.col}: {p.message}" for p in found]
 
 

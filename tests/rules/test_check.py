@@ -13,7 +13,7 @@ from hub.config import load_config
 from hub.inventory import load_inventory
 from hub.rules import check_rules, rules_checker
 from hub.rules.check import check_text
-from tests.rules.helpers import ROOT, problems, rules
+from tests.rules.helpers import INVENTORY, ROOT, problems, rules
 
 HEAD = "rules:\n  - {id: a, severity: minor, sensors: {kind: water_level}, "
 
@@ -518,3 +518,61 @@ rules:
     first, second = found.rules[0].actions
     assert first.classes == ()  # type: ignore[union-attr]
     assert second.classes == ("person",)  # type: ignore[union-attr]
+
+
+# -- commands: what each actuator kind takes (hub.yaml's actuators.commands) -----------------
+
+COMMANDS = """
+rules:
+  - id: a
+    severity: severe
+    sensors: [wl-1]
+    trigger: {above: 1}
+    actions:
+      - actuate: {actuators: site, kind: barrier, command: explode, on_clear: open}
+      - actuate: {actuators: site, kind: barrier, command: close, on_clear: blow}
+      - actuate: {actuators: [siren-1], command: close}
+      - actuate: {actuators: region, command: close}
+    escalate:
+      - {after: 10m, actuate: {actuators: site, kind: [barrier, siren], command: "on"}}
+"""
+
+
+def test_a_command_its_kind_does_not_take_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "flood.yaml").write_text(COMMANDS)
+    ruleset, found = check_rules([tmp_path], INVENTORY)
+    assert ruleset is None
+    assert [str(p).replace(str(tmp_path) + "/", "") for p in found] == [
+        "flood.yaml:8:60: actions[0].actuate.command: 'explode' is not a command of barrier; "
+        "a barrier takes close, open",
+        "flood.yaml:9:77: actions[1].actuate.on_clear: 'blow' is not a command of barrier; "
+        "a barrier takes close, open",
+        "flood.yaml:10:50: actions[2].actuate.command: 'close' is not a command of siren "
+        "siren-1; a siren takes on, off",
+        "flood.yaml:11:47: actions[3].actuate.command: 'close' is not a command of siren "
+        "siren-1; a siren takes on, off (this action names no kind, and finds it in the region "
+        "of a subject of this rule: add kind: barrier)",
+        "flood.yaml:13:82: escalate[0].actuate.command: 'on' is not a command of barrier; "
+        "a barrier takes close, open",
+    ]
+
+
+def test_commands_come_from_the_configuration() -> None:
+    lock = "trigger: {above: 1}, actions: [{actuate: {kind: barrier, command: lock}}]"
+    assert messages(one(lock)) == [
+        "actions[0].actuate.command: 'lock' is not a command of barrier; a barrier takes "
+        "close, open"
+    ]
+    assert one(lock, commands={"barrier": ("close", "open", "lock")}) == []
+    pump = "trigger: {above: 1}, actions: [{actuate: {kind: barrier, command: close}}]"
+    assert messages(one(pump, commands={"pump": ("start", "stop")})) == [
+        "actions[0].actuate.command: barrier takes no commands: actuators.commands in hub.yaml "
+        "lists none for the kind 'barrier'; add barrier: [...] there with the commands it takes"
+    ]
+
+
+def test_without_an_inventory_the_kind_named_is_checked() -> None:
+    text = HEAD + "trigger: {above: 1}, actions: [{actuate: {kind: pump, command: close}}]}\n"
+    assert messages(problems(text, None)) == [
+        "actions[0].actuate.command: 'close' is not a command of pump; a pump takes start, stop"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,10 +221,15 @@ def run_case(case: Case, rules: RuleSet, inventory: Inventory) -> CaseResult:
 
 
 def run_file(
-    path: Path, *, rules: list[Path] | None = None, inventory: list[Path] | None = None
+    path: Path,
+    *,
+    rules: list[Path] | None = None,
+    inventory: list[Path] | None = None,
+    commands: Mapping[str, Sequence[str]] | None = None,
 ) -> FileResult:
     """Read a test file and run its tests; `rules` and `inventory` are used when the file
-    names none of its own."""
+    names none of its own; `commands` are what each actuator kind takes (hub.yaml's
+    `actuators.commands`, by default its defaults), which the rules are checked against."""
     result = FileResult(path)
     file = display_path(path)
     try:
@@ -253,7 +259,7 @@ def run_file(
     except ConfigError as exc:
         result.problems = ctx.problems + exc.problems
         return result
-    ruleset, rule_problems = check_rules(rule_paths, ctx.inventory)
+    ruleset, rule_problems = check_rules(rule_paths, ctx.inventory, commands)
     cases: list[Case] = []
     items = top.get("tests")
     if not isinstance(items, list) or not items:
