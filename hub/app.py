@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -23,10 +24,12 @@ from hub.api import HealthReport, build_app, serve_http
 from hub.api.routes import add_room_routes
 from hub.audit import AuditLog
 from hub.config import ConfigError, HubConfig, load_config
+from hub.config.load import defaults_notice
 from hub.detection.service import DetectionService
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
+from hub.listen import ListenError, check_listen, listen_error
 from hub.metrics import INGEST_PAUSED
 from hub.mqtt import Message, MqttClient, MqttError
 from hub.notify.channels import SecretMissingError
@@ -42,6 +45,7 @@ from hub.storage import InfluxClient, Spool, StorageWriter
 from hub.store import StoreError
 from hub.store.recover import open_store
 from hub.supervise import supervised
+from hub.tls import TlsSetupError, mqtt_ssl_context
 
 log = logging.getLogger("hub")
 # Messages handled in one go before the event loop gets a turn (about 1 ms of work).
@@ -94,11 +98,13 @@ class Hub:
             buffer_points=influx.buffer_points,
             on_durable=self._on_durable,
         )
+        self.tls = mqtt_ssl_context(mqtt)  # None for mqtt://
         self.mqtt = MqttClient(
             mqtt.url,
             client_id=mqtt.client_id,
             username=mqtt.username,
             password=mqtt.password,
+            ssl_context=self.tls,
             clean_start=False,
             session_expiry=int(mqtt.session_expiry),
             keepalive=mqtt.keepalive,
@@ -136,6 +142,7 @@ class Hub:
             ack=self._ack,
             prefix=mqtt.prefix,
             rule_paths=config.rules,
+            commands=config.actuators.commands,
         )
         self.ingest.listeners.append(self.rules.on_readings)
         self.ingest.on_full = self._on_full
@@ -310,6 +317,7 @@ class Hub:
                 client_id=f"{mqtt.client_id}-retained",
                 username=mqtt.username,
                 password=mqtt.password,
+                ssl_context=self.tls,
             )
         except (TimeoutError, OSError, MqttError) as exc:
             log.warning(
@@ -425,7 +433,7 @@ def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
 
 def load_rules(config: HubConfig, inventory: Inventory) -> RuleSet:
     """The configured rules; ConfigError with every problem if any file is invalid."""
-    rules, problems = check_rules(config.rule_files(), inventory)
+    rules, problems = check_rules(config.rule_files(), inventory, config.actuators.commands)
     if rules is None:
         raise ConfigError(problems)
     return rules
@@ -436,6 +444,7 @@ async def _serve(config: HubConfig, inventory: Inventory, rules: RuleSet) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    check_listen(config.api.host, config.api.port)  # before anything is opened or connected
     hub = Hub(config, inventory, rules)
     # The inventory, the rules and the engine's state live as long as the process: leave them
     # out of the collector's full passes, which otherwise stop the event loop for tens of
@@ -466,12 +475,23 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if notice := defaults_notice(config):
+        log.warning("%s", notice)
+    for warning in config.warnings:
+        log.warning("%s:%d:%d: %s", warning.file, warning.line, warning.col, warning.message)
     services = _local_services(config, Path(args.local_services)) if args.local_services else []
     try:
         asyncio.run(_serve(config, inventory, rules))
-    except (SecretMissingError, StoreError) as exc:
+    except (SecretMissingError, StoreError, TlsSetupError, ListenError) as exc:
         # Raised while the parts are built, before anything connects or runs.
         print(f"hub: not starting: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Taken between check_listen and the server's start.
+        error = listen_error(config.api.host, config.api.port, exc)
+        print(f"hub: not starting: {error}", file=sys.stderr)
         return 1
     finally:
         for service in reversed(services):

@@ -25,6 +25,7 @@ from hub.config.yaml_source import load_yaml
 from hub.durations import DurationError, parse_duration
 from hub.inventory import Inventory, Sensor, load_inventory
 from hub.mqtt import Message, MqttClient
+from hub.tls import mqtt_ssl_context
 from hub.units import CANONICAL
 
 log = logging.getLogger("hub.simulate")
@@ -144,6 +145,7 @@ async def side_client(config: HubConfig, client_id: str) -> AsyncIterator[MqttCl
         client_id=client_id,
         username=config.mqtt.username,
         password=config.mqtt.password,
+        ssl_context=mqtt_ssl_context(config.mqtt),
         clean_start=True,
         session_expiry=0,
     )

@@ -10,9 +10,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from hub.config.messages import message
-from hub.config.model import HubConfig
-from hub.config.problems import ConfigError, KeyPath, Problem, display_path
+from hub.config.model import HubConfig, _redact
+from hub.config.problems import ConfigError, KeyPath, Problem, display_path, format_path
 from hub.config.yaml_source import SourceMap, parse_yaml
+from hub.tls import KEY_PASSWORD_ENV, TlsSetupError, mqtt_ssl_context
 
 DEFAULT_FILE = Path("hub.yaml")
 # Used when the file does not set them, and only if they exist next to it.
@@ -22,9 +23,25 @@ _FROM_ENV: tuple[tuple[KeyPath, str], ...] = (
     (("mqtt", "url"), "HUB_MQTT_URL"),
     (("mqtt", "username"), "HUB_MQTT_USERNAME"),
     (("mqtt", "password"), "HUB_MQTT_PASSWORD"),
+    (("mqtt", "key_password"), KEY_PASSWORD_ENV),
     (("influx", "url"), "HUB_INFLUX_URL"),
     (("influx", "username"), "HUB_INFLUX_USERNAME"),
     (("influx", "password"), "HUB_INFLUX_PASSWORD"),
+)
+
+# Keys that were removed, with why. A file that still has one is read with a warning that says
+# so (`hub check` prints it, `hub run` logs it); a later release will refuse them as unknown.
+_REMOVED: tuple[tuple[KeyPath, str], ...] = (
+    (
+        ("mqtt", "qos"),
+        "it was never read: each subscription and message has the QoS it needs (readings, "
+        "commands and incidents QoS 1)",
+    ),
+    (
+        ("influx", "create_database"),
+        "it was never read: the hub always asks InfluxDB to create the database and goes on "
+        "if the user may not (the database must then exist)",
+    ),
 )
 
 
@@ -99,6 +116,40 @@ def _translate(
     return problems
 
 
+def _take_removed(data: dict[str, Any], where: SourceMap, file: str) -> list[Problem]:
+    """Drop the removed keys from `data`, with a warning for each one found."""
+    warnings: list[Problem] = []
+    for path, why in _REMOVED:
+        section = data.get(str(path[0]))
+        if not isinstance(section, dict) or path[1] not in section:
+            continue
+        del section[path[1]]
+        pos = where.nearest(path, key=True)
+        text = (
+            f"{format_path(path)} was removed, and is ignored: {why}; delete it "
+            "(a later release will refuse it)"
+        )
+        line, col = (pos.line, pos.col) if pos else (0, 0)
+        warnings.append(Problem(file, line, col, text, warning=True))
+    return warnings
+
+
+def _tls_check(
+    config: HubConfig, origins: dict[KeyPath, str], where: SourceMap, file: str
+) -> list[Problem]:
+    """The CA bundle, certificate and key can be loaded, and the key matches the certificate."""
+    try:
+        mqtt_ssl_context(config.mqtt)
+    except TlsSetupError as exc:
+        path: KeyPath = ("mqtt", exc.key)
+        text = str(exc)
+        if path in origins:
+            return [Problem(origins[path], 0, 0, text)]
+        pos = where.nearest(path)
+        return [Problem(file, pos.line if pos else 0, pos.col if pos else 0, text)]
+    return []
+
+
 def _cross_checks(data: dict[str, Any], base: Path, where: SourceMap, file: str) -> list[Problem]:
     """Checks that span several values, or the disk, with the position of the culprit.
 
@@ -170,6 +221,7 @@ def load_config(
             if key not in data and (base / folder).exists():
                 data[key] = [folder]
 
+    warnings = _take_removed(data, where, file)
     origins = _apply_overrides(data, mqtt_url, influx_url, env)
     problems += _cross_checks(data, base, where, file)
     try:
@@ -177,7 +229,28 @@ def load_config(
     except ValidationError as exc:
         problems += _translate(exc, origins, where, file)
         raise ConfigError(problems) from None
+    problems += _tls_check(config, origins, where, file)
     if problems:
         raise ConfigError(problems)
     config._source = source
+    config._warnings = tuple(warnings)
     return config
+
+
+def defaults_notice(config: HubConfig) -> str | None:
+    """For a hub started without a config file: one line that says where it looked and what
+    it runs on; None when it read a file."""
+    if config.source is not None:
+        return None
+    folders = {
+        key: ", ".join(str(p) for p in paths) or "none"
+        for key, paths in (("inventory", config.inventory), ("rules", config.rules))
+    }
+    if not config.inventory:
+        folders["inventory"] += " (no sensors: every reading is refused)"
+    return (
+        f"no config file (no -c, no $HUB_CONFIG, no {DEFAULT_FILE} in {Path.cwd()}): running on "
+        f"the defaults: MQTT {_redact(config.mqtt.url)}, InfluxDB {_redact(config.influx.url)} "
+        f"database {config.influx.database}, data_dir {Path(config.data_dir).absolute()}, "
+        f"inventory {folders['inventory']}, rules {folders['rules']}"
+    )

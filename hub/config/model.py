@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     PrivateAttr,
@@ -17,6 +19,7 @@ from pydantic import (
 
 from hub.actuators.config import ActuatorsConfig
 from hub.config.paths import collect_files
+from hub.config.problems import Problem
 from hub.config.types import (
     ConfigPath,
     Duration,
@@ -69,6 +72,25 @@ def _split_url(value: str, schemes: tuple[str, str]) -> SplitResult:
     return parts
 
 
+def _readable(path: Path) -> Path:
+    """A file that exists and that this user may read (resolved against the config's folder)."""
+    if not path.exists():
+        raise ValueError(f"no such file: {path}")
+    if not path.is_file():
+        raise ValueError(f"not a file: {path}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"cannot be read by this user: {path}")
+    return path
+
+
+def _version_text(value: object) -> object:
+    # `tls_min_version: 1.2` unquoted is a number in YAML; it means the version all the same.
+    return str(value) if isinstance(value, float) else value
+
+
+ReadableFile = Annotated[ConfigPath, AfterValidator(_readable)]
+
+
 class MqttConfig(Section):
     """The broker the hub reads readings from and publishes commands and incidents to."""
 
@@ -81,9 +103,16 @@ class MqttConfig(Section):
         float, duration_at_most(MAX_KEEPALIVE_S, "MQTT holds the keepalive in 16 bits")
     ] = 30.0
     session_expiry: Annotated[float, duration_at_most(MAX_SESSION_EXPIRY_S)] = 7 * 86400.0
-    qos: Literal[0, 1, 2] = 1
     reconnect_min: PositiveDuration = 0.1
     reconnect_max: PositiveDuration = Field(default=30.0, validate_default=True)
+    # TLS (mqtts:// only; see hub.tls): the CA bundle to trust instead of the system's, the
+    # client certificate and its key (both or neither), the key's password (or
+    # $HUB_MQTT_KEY_PASSWORD) and the oldest TLS version accepted.
+    ca_file: ReadableFile | None = None
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = Field(default=None, validate_default=True)
+    key_password: str | None = Field(default=None, repr=False)
+    tls_min_version: Annotated[Literal["1.2", "1.3"], BeforeValidator(_version_text)] = "1.2"
 
     @field_validator("url")
     @classmethod
@@ -103,6 +132,28 @@ class MqttConfig(Section):
             raise ValueError(f"a topic prefix such as 'hub' or 'site-a/hub', got {value!r}")
         if "+" in value or "#" in value or value.startswith("$"):
             raise ValueError(f"a topic prefix cannot hold '+', '#' or start with '$': {value!r}")
+        return value
+
+    @field_validator("ca_file", "cert_file", "key_file", "tls_min_version")
+    @classmethod
+    def _tls_only(cls, value: object, info: ValidationInfo) -> object:
+        url = info.data.get("url")
+        if value is not None and url is not None and urlsplit(url).scheme.lower() != "mqtts":
+            raise ValueError(
+                f"applies to TLS only, and mqtt.url is {_redact(url)!r}: use an mqtts:// URL "
+                "(the broker's TLS listener, usually port 8883)"
+            )
+        return value
+
+    @field_validator("key_file")
+    @classmethod
+    def _pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "cert_file" not in info.data:
+            return value  # cert_file has a problem of its own
+        if value is None and info.data["cert_file"] is not None:
+            raise ValueError("missing: mqtt.cert_file is set, and its key goes in mqtt.key_file")
+        if value is not None and info.data["cert_file"] is None:
+            raise ValueError("set without mqtt.cert_file: give the client certificate too")
         return value
 
     @field_validator("reconnect_max")
@@ -148,7 +199,6 @@ class InfluxConfig(Section):
     spool_dir: ConfigPath | None = None
     # Fractions are allowed (0.05 in tests); see MAX_SPOOL_MB and `spool_max_bytes`.
     spool_max_mb: Annotated[float, Field(gt=0, le=MAX_SPOOL_MB)] = 1024.0
-    create_database: bool = True
 
     @field_validator("url")
     @classmethod
@@ -253,6 +303,7 @@ class HubConfig(Section):
     data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     _source: Path | None = PrivateAttr(default=None)
+    _warnings: tuple[Problem, ...] = PrivateAttr(default=())
 
     @model_validator(mode="before")
     @classmethod
@@ -275,6 +326,11 @@ class HubConfig(Section):
     def source(self) -> Path | None:
         """The file this configuration was read from, if any."""
         return self._source
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        """What the file holds that is accepted but should change (keys that were removed)."""
+        return self._warnings
 
     def rule_files(self) -> list[Path]:
         """The rule files named by `rules`, folders expanded, in a stable order."""

@@ -14,17 +14,23 @@ KeyPath = tuple[str | int, ...]
 
 @dataclass(frozen=True, slots=True, order=True)
 class Problem:
-    """One thing wrong in a file; line and col count from 1, and 0 means "the whole file"."""
+    """One thing wrong in a file; line and col count from 1, and 0 means "the whole file".
+
+    A warning is something accepted that should change (a key that was removed): shown as
+    `file:line:col: warning: message`, it fails no check.
+    """
 
     file: str
     line: int
     col: int
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
+        message = f"warning: {self.message}" if self.warning else self.message
         if self.line <= 0:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+            return f"{self.file}: {message}"
+        return f"{self.file}:{self.line}:{self.col}: {message}"
 
 
 class ConfigError(Exception):

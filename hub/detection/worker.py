@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from hub.config import ConfigError, HubConfig, load_config
 from hub.inventory import Inventory, load_inventory
 from hub.mqtt import Message, MqttClient
+from hub.tls import mqtt_ssl_context
 
 if TYPE_CHECKING:
     from hub.detection.backends.base import Detection, Detector
@@ -197,6 +198,7 @@ class DetectorWorker:
             client_id=f"detector-{worker_id}",
             username=mqtt.username,
             password=mqtt.password,
+            ssl_context=mqtt_ssl_context(mqtt),
             clean_start=True,
             session_expiry=0,
             keepalive=mqtt.keepalive,

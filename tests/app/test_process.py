@@ -3,10 +3,15 @@ broker delivers again whatever the hub had not acknowledged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -145,3 +150,71 @@ def test_run_refuses_a_channel_whose_secret_is_not_set(
     err = capsys.readouterr().err
     assert "not starting" in err
     assert "HUB_TEST_WEBHOOK_KEY is not set" in err
+
+
+def hub_run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m hub run ARGS` in `cwd`, without the HUB_* variables; it must exit in 60 s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return subprocess.run(
+        [sys.executable, "-m", "hub", "run", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def occupied(port: int = 0) -> Iterator[int]:
+    """A port on 127.0.0.1 that something listens on for the length of the block."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            yield port  # in use already: just as good
+            return
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_an_api_port_in_use_is_one_line_on_stderr_and_exit_status_1(tmp_path: Path) -> None:
+    with occupied() as port:
+        config = write_config(
+            tmp_path / "hub.yaml",
+            inventory=[str(write_site(tmp_path / "site"))],
+            api={"listen": f"127.0.0.1:{port}"},
+            data_dir=str(tmp_path / "var"),
+        )
+        started = time.monotonic()
+        done = hub_run(tmp_path, "-c", str(config))
+    # Refused before it opens its store or connects to anything (no broker runs here).
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"hub: not starting: the API cannot listen on 127.0.0.1:{port}: the address is in "
+        "use; set api.listen or stop what uses it"
+    ]
+    assert not (tmp_path / "var" / "hub.db").exists()
+
+
+def test_hub_run_without_a_config_file_says_where_it_looked_and_what_it_runs_on(
+    tmp_path: Path,
+) -> None:
+    # With no file the API listens on 127.0.0.1:8080: held here (or by whatever holds it
+    # already), the hub says what it runs on and then stops at the port, connecting nowhere.
+    with occupied(8080):
+        done = hub_run(tmp_path)
+    lines = done.stderr.splitlines()
+    assert lines[0].endswith(
+        f"WARNING hub: no config file (no -c, no $HUB_CONFIG, no hub.yaml in {tmp_path}): "
+        "running on the defaults: MQTT mqtt://127.0.0.1:1883, InfluxDB http://127.0.0.1:8086 "
+        f"database hub, data_dir {tmp_path}/var, inventory none (no sensors: every reading "
+        "is refused), rules none"
+    )
+    assert lines[1:] == [
+        "hub: not starting: the API cannot listen on 127.0.0.1:8080: the address is in use; "
+        "set api.listen or stop what uses it"
+    ]
+    assert done.returncode == 1

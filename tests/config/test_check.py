@@ -70,7 +70,7 @@ def test_hub_check_reports_config_and_inventory_problems_together(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        "hub.yaml:23:3: influx.batch_sise: unknown key 'batch_sise', did you mean 'batch_size'?",
+        "hub.yaml:22:3: influx.batch_sise: unknown key 'batch_sise', did you mean 'batch_size'?",
         "hub check: 1 problem in 1 file(s)",
     ]
 
@@ -133,9 +133,100 @@ def test_further_checkers_run_and_are_reported(
 def test_hub_check_reads_hub_config(
     copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (copy / "other.yaml").write_text("mqtt: {qos: 3}\n")
+    (copy / "other.yaml").write_text("mqtt: {keepalive: 3 sec}\n")
     monkeypatch.setenv("HUB_CONFIG", "other.yaml")
     assert main(["check"]) == 1
     assert capsys.readouterr().err.splitlines()[0] == (
-        "other.yaml:1:13: mqtt.qos: the number 3 is not one of 0, 1, 2"
+        "other.yaml:1:19: mqtt.keepalive: cannot read '3 sec' as a duration; "
+        "write it like 30s, 5m, 1h30m, 250ms or 2d"
     )
+
+
+def test_removed_keys_are_warnings_that_fail_nothing(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(copy / "hub.yaml", "  keepalive: 30s\n", "  keepalive: 30s\n  qos: 2\n")
+    edit(copy / "hub.yaml", "  timeout: 10s\n", "  timeout: 10s\n  create_database: false\n")
+    assert main(["check", "-c", "hub.yaml"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "hub.yaml:15:3: warning: mqtt.qos was removed, and is ignored: it was never read: each "
+        "subscription and message has the QoS it needs (readings, commands and incidents "
+        "QoS 1); delete it (a later release will refuse it)",
+        "hub.yaml:26:3: warning: influx.create_database was removed, and is ignored: it was "
+        "never read: the hub always asks InfluxDB to create the database and goes on if the "
+        "user may not (the database must then exist); delete it (a later release will refuse "
+        "it)",
+    ]
+    assert out.startswith("hub.yaml: ok: ")
+
+
+def test_hub_check_reports_secrets_whose_variables_are_unset(
+    copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edit(
+        copy / "hub.yaml",
+        "notify:\n  channels:\n",
+        "notify:\n  channels:\n"
+        "    city-hook: {type: webhook, url: 'http://127.0.0.1:9/hook', "
+        "secret_env: HUB_TEST_HOOK_KEY}\n"
+        "    desk-mail:\n"
+        "      type: email\n"
+        "      to: [desk@example.org]\n"
+        "      username: hub\n"
+        "      password_env: HUB_TEST_SMTP_PASSWORD\n"
+        "    public-feed: {type: cap, url: 'http://127.0.0.1:9/cap', secret_env: HUB_TEST_CAP}\n",
+    )
+    monkeypatch.delenv("HUB_TEST_HOOK_KEY", raising=False)
+    monkeypatch.setenv("HUB_TEST_SMTP_PASSWORD", "")  # empty counts as unset, as for hub run
+    monkeypatch.setenv("HUB_TEST_CAP", "set")
+    assert main(["check", "-c", "hub.yaml"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "hub.yaml:64:76: notify.channels.city-hook.secret_env: the environment variable "
+        "HUB_TEST_HOOK_KEY is not set",
+        "hub.yaml:69:21: notify.channels.desk-mail.password_env: the environment variable "
+        "HUB_TEST_SMTP_PASSWORD is not set",
+        "hub check: 2 problems in 1 file(s)",
+    ]
+    monkeypatch.setenv("HUB_TEST_HOOK_KEY", "k")
+    monkeypatch.setenv("HUB_TEST_SMTP_PASSWORD", "p")
+    assert main(["check", "-c", "hub.yaml"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+BARRIER_RULE = """rules:
+  - id: underpass-flooding
+    severity: severe
+    sensors: {kind: water_level, site_type: underpass}
+    trigger: {above: 15 cm}
+    actions:
+      - actuate: {actuators: site, kind: barrier, command: lock, on_clear: open}
+"""
+
+
+def test_hub_check_refuses_a_rule_command_its_actuator_kind_does_not_take(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (copy / "rules" / "flood.yaml").write_text(BARRIER_RULE)
+    assert main(["check", "-c", "hub.yaml"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "rules/flood.yaml:7:60: actions[0].actuate.command: 'lock' is not a command of "
+        "barrier; a barrier takes close, open",
+        "hub check: 1 problem in 1 file(s)",
+    ]
+    # A command the configuration adds for the kind is taken.
+    with (copy / "hub.yaml").open("a", encoding="utf-8") as f:
+        f.write(
+            "\nactuators:\n"
+            "  commands:\n"
+            "    barrier: [close, open, lock]\n"
+            "    pump: [start, stop]\n"
+            '    siren: ["on", "off"]\n'
+            "    sign: [show, clear]\n"
+        )
+    assert main(["check", "-c", "hub.yaml"]) == 0
+    assert capsys.readouterr().out.endswith(", 1 rule files\n")

@@ -112,12 +112,12 @@ def test_every_problem_in_one_pass() -> None:
         mqtt:
           url: tcp://broker:1883
           usrname: hub
-          qos: 5
+          prefix: "#"
           keepalive: 30 sec
         influx:
           batch_size: -1
           flush_interval: [1]
-          create_database: maybe
+          timeout: maybe
         ingest: 4
         inventory: [nowhere/]
         api:
@@ -136,13 +136,14 @@ def test_every_problem_in_one_pass() -> None:
         "hub.yaml:2:8: mqtt.url: expected a URL like mqtt://HOST[:PORT] or "
         "mqtts://HOST[:PORT], got 'tcp://broker:1883'",
         "hub.yaml:3:3: mqtt.usrname: unknown key 'usrname', did you mean 'username'?",
-        "hub.yaml:4:8: mqtt.qos: the number 5 is not one of 0, 1, 2",
+        "hub.yaml:4:11: mqtt.prefix: a topic prefix cannot hold '+', '#' or start with '$': '#'",
         "hub.yaml:5:14: mqtt.keepalive: cannot read '30 sec' as a duration; "
         "write it like 30s, 5m, 1h30m, 250ms or 2d",
         "hub.yaml:7:15: influx.batch_size: must be greater than 0, got the number -1",
         "hub.yaml:8:19: influx.flush_interval: expected a duration such as 30s, 5m or 250ms, "
         "got a list",
-        "hub.yaml:9:20: influx.create_database: expected true or false, got 'maybe'",
+        "hub.yaml:9:12: influx.timeout: cannot read 'maybe' as a duration; "
+        "write it like 30s, 5m, 1h30m, 250ms or 2d",
         "hub.yaml:10:9: ingest: expected a mapping of keys to values, got the number 4",
         "hub.yaml:11:13: inventory[0]: no such file or folder: nowhere/",
         "hub.yaml:13:11: api.listen: expected text, got the number 8080; put it in quotes",
@@ -227,3 +228,20 @@ def test_a_named_file_that_is_missing() -> None:
     assert problems(None, env={"HUB_CONFIG": "gone.yaml"}) == [  # type: ignore[arg-type]
         "gone.yaml: no such file (named by $HUB_CONFIG)"
     ]
+
+
+def test_removed_keys_are_warnings_whatever_their_value() -> None:
+    path = write(
+        """\
+        mqtt:
+          qos: 7
+        influx: {create_database: maybe}
+        """
+    )
+    config = load_config(path, env={})
+    assert [(str(w).split(": warning: ")[0], w.warning) for w in config.warnings] == [
+        ("hub.yaml:2:3", True),
+        ("hub.yaml:3:10", True),
+    ]
+    assert "mqtt.qos was removed, and is ignored" in str(config.warnings[0])
+    assert load_config(write("mqtt: {}\n", "other.yaml"), env={}).warnings == ()
