@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -13,11 +14,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
+
+from hub.app import Hub, running
+from hub.config import load_config
+from hub.inventory import load_inventory
+from hub.services import free_port
 
 T = TypeVar("T")
 
@@ -319,3 +325,35 @@ class HubProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def hub_yaml(
+    tmp_path: Path,
+    mqtt_url: str,
+    influx_url: str,
+    prefix: str,
+    database: str,
+    uid: str,
+    *,
+    influx: Mapping[str, object] | None = None,
+    site: dict[str, object] | None = None,
+    **sections: Any,
+) -> Path:
+    """A test's hub.yaml: its own topics, client id, database and data folder, the small
+    province (or `site`), the API on a free port, and the other `sections` given."""
+    base: dict[str, Any] = {
+        **service_sections(mqtt_url, influx_url, prefix, database, uid, **(influx or {})),
+        "inventory": [str(write_site(tmp_path / "site", site))],
+        "api": {"listen": f"127.0.0.1:{free_port()}"},
+        "data_dir": str(tmp_path / "var"),
+    }
+    return write_config(tmp_path / "hub.yaml", **{**base, **sections})
+
+
+@contextlib.asynccontextmanager
+async def hub_in_process(config: Path) -> AsyncIterator[Hub]:
+    """The hub of `config` on this test's event loop, once it is connected to the broker."""
+    loaded = load_config(config)
+    async with running(loaded, load_inventory(loaded.inventory)) as hub:
+        await hub.mqtt.wait_connected(10)
+        yield hub

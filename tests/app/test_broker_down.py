@@ -11,17 +11,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from hub.app import Hub, running
-from hub.config import load_config
-from hub.inventory import load_inventory
+from hub.app import Hub
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from tests.helpers import (
     Peer,
     api_tokens,
     eventually,
-    service_sections,
-    write_config,
-    write_site,
+    hub_in_process,
+    hub_yaml,
 )
 from tests.notify.support import WebhookServer, webhook_server
 
@@ -65,10 +62,13 @@ async def test_notifications_escalations_and_acks_go_on_while_the_broker_is_down
     rules.mkdir()
     (rules / "silent.yaml").write_text(SILENT)
     async with webhook_server() as hook:
-        config = write_config(
-            tmp_path / "hub.yaml",
-            **service_sections(own_mosquitto.url, influx.url, prefix, database, uid),
-            inventory=[str(write_site(tmp_path / "site"))],
+        config = hub_yaml(
+            tmp_path,
+            own_mosquitto.url,
+            influx.url,
+            prefix,
+            database,
+            uid,
             rules=[str(rules)],
             notify={
                 "channels": {"room": {"type": "webhook", "url": hook.url}},
@@ -80,11 +80,8 @@ async def test_notifications_escalations_and_acks_go_on_while_the_broker_is_down
                 "listen": f"127.0.0.1:{free_port()}",
                 "tokens": api_tokens(OPERATOR, "viewer-secret"),
             },
-            data_dir=str(tmp_path / "var"),
         )
-        loaded = load_config(config)
-        async with running(loaded, load_inventory(loaded.inventory)) as hub:
-            await hub.mqtt.wait_connected(10)
+        async with hub_in_process(config) as hub:
             await asyncio.to_thread(own_mosquitto.stop)
             await eventually(lambda: not hub.mqtt.connected, "the hub to see the broker gone")
 

@@ -15,13 +15,19 @@ from typing import Any
 
 import pytest
 
-from hub.app import Hub, running
+from hub.app import Hub
 from hub.config import load_config
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
-from hub.services import LocalInflux, LocalMosquitto, free_port
+from hub.services import LocalInflux, LocalMosquitto
 from tests.actuators.conftest import FLOOD, province
-from tests.helpers import Peer, aquery, eventually, service_sections, write_config, write_site
+from tests.helpers import (
+    Peer,
+    aquery,
+    eventually,
+    hub_in_process,
+    hub_yaml,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -209,17 +215,18 @@ async def test_ten_thousand_random_messages(
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "flood.yaml").write_text(FLOOD)  # readings open incidents and close a barrier
-    config = write_config(
-        tmp_path / "hub.yaml",
-        **service_sections(mosquitto.url, influx.url, prefix, database, uid),
+    config = hub_yaml(
+        tmp_path,
+        mosquitto.url,
+        influx.url,
+        prefix,
+        database,
+        uid,
+        site=province(),
         ingest={"deadletter_queue": 100_000},
-        inventory=[str(write_site(tmp_path / "site", province()))],
         rules=[str(rules)],
-        api={"listen": f"127.0.0.1:{free_port()}"},
-        data_dir=str(tmp_path / "var"),
     )
-    loaded = load_config(config)
-    inventory = load_inventory(loaded.inventory)
+    inventory = load_inventory(load_config(config).inventory)
     storm = Storm(random.Random(seed), inventory, prefix)
     messages = [storm.next() for _ in range(MESSAGES)]
     want = len(storm.explicit) + storm.stamped
@@ -227,8 +234,7 @@ async def test_ten_thousand_random_messages(
     assert storm.rejections > 1000, "the storm holds too few bad readings to tell anything"
 
     before = _peak_rss_mb()
-    async with running(loaded, inventory) as hub:
-        await hub.mqtt.wait_connected(10)
+    async with hub_in_process(config) as hub:
         letters = Peer(mosquitto.url, f"letters-{uid}")
         letters.subscribe(f"{prefix}/deadletter")
         sender = Peer(mosquitto.url, f"fuzz-{uid}")

@@ -9,11 +9,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from hub.app import Hub, running
-from hub.config import load_config
-from hub.inventory import load_inventory
+from hub.app import Hub
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.helpers import aquery, eventually, service_sections, write_config, write_site
+from tests.helpers import (
+    aquery,
+    eventually,
+    hub_in_process,
+    hub_yaml,
+)
 from tests.mqtt.support import subscribe_only
 
 pytestmark = pytest.mark.integration
@@ -29,17 +32,9 @@ async def test_influxdb_down_at_start_is_unhealthy_at_once(
     tmp_path: Path, mosquitto: LocalMosquitto, prefix: str, database: str, uid: str
 ) -> None:
     influx = LocalInflux(data_dir=tmp_path / "influxdb", port=free_port())  # not started
-    config = write_config(
-        tmp_path / "hub.yaml",
-        **service_sections(mosquitto.url, influx.url, prefix, database, uid),
-        inventory=[str(write_site(tmp_path / "site"))],
-        api={"listen": f"127.0.0.1:{free_port()}"},
-        data_dir=str(tmp_path / "var"),
-    )
-    loaded = load_config(config)
+    config = hub_yaml(tmp_path, mosquitto.url, influx.url, prefix, database, uid)
     try:
-        async with running(loaded, load_inventory(loaded.inventory)) as hub:
-            await hub.mqtt.wait_connected(10)
+        async with hub_in_process(config) as hub:
             status, body = await eventually(lambda: _health(hub), "a health answer", timeout=5)
             assert status == 503, body
             assert body["influx_up"] is False
@@ -66,16 +61,8 @@ async def test_a_refused_subscription_makes_the_hub_unhealthy(
     broker = subscribe_only(tmp_path / "broker", f"{prefix}/sensors/#")
     broker.start()
     try:
-        config = write_config(
-            tmp_path / "hub.yaml",
-            **service_sections(broker.url, influx.url, prefix, database, uid),
-            inventory=[str(write_site(tmp_path / "site"))],
-            api={"listen": f"127.0.0.1:{free_port()}"},
-            data_dir=str(tmp_path / "var"),
-        )
-        loaded = load_config(config)
-        async with running(loaded, load_inventory(loaded.inventory)) as hub:
-            await hub.mqtt.wait_connected(10)
+        config = hub_yaml(tmp_path, broker.url, influx.url, prefix, database, uid)
+        async with hub_in_process(config) as hub:
             await eventually(lambda: hub.writer.influx_up, "InfluxDB to answer")
             status, body = await _health(hub)
             assert status == 503, body

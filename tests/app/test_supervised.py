@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from hub.app import running
-from hub.config import load_config
-from hub.inventory import load_inventory
 from hub.metrics import REGISTRY
-from hub.services import LocalInflux, free_port
+from hub.services import LocalInflux
 from hub.supervise import supervised
-from tests.helpers import Peer, aquery, eventually, service_sections, write_config, write_site
+from tests.helpers import (
+    Peer,
+    aquery,
+    eventually,
+    hub_in_process,
+    hub_yaml,
+)
 from tests.mqtt.support import dynamic_security
 
 
@@ -59,17 +62,9 @@ async def test_a_refused_dead_letter_does_not_stop_the_hub(
     broker = dynamic_security(tmp_path / "broker", [deny])
     broker.start()
     try:
-        config = write_config(
-            tmp_path / "hub.yaml",
-            **service_sections(broker.url, influx.url, prefix, database, uid),
-            inventory=[str(write_site(tmp_path / "site"))],
-            api={"listen": f"127.0.0.1:{free_port()}"},
-            data_dir=str(tmp_path / "var"),
-        )
-        loaded = load_config(config)
+        config = hub_yaml(tmp_path, broker.url, influx.url, prefix, database, uid)
         dropped = REGISTRY.get_sample_value("hub_deadletters_dropped_total") or 0.0
-        async with running(loaded, load_inventory(loaded.inventory)) as hub:
-            await hub.mqtt.wait_connected(10)
+        async with hub_in_process(config) as hub:
             sensor = Peer(broker.url, f"sensor-{uid}")
             try:
                 sensor.publish(f"{prefix}/sensors/suwon/wl-1", b'{"value": "high"}')

@@ -14,12 +14,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from hub.app import Hub, running
-from hub.config import load_config
-from hub.inventory import load_inventory
+from hub.app import Hub
 from hub.metrics import REGISTRY
-from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.helpers import Peer, aquery, eventually, service_sections, write_config, write_site
+from hub.services import LocalInflux, LocalMosquitto
+from tests.helpers import (
+    Peer,
+    aquery,
+    eventually,
+    hub_in_process,
+    hub_yaml,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -81,28 +85,18 @@ async def _outage_with_no_room(
 ) -> str:
     """Store 200 readings, stop InfluxDB, publish the rest until the spool has no room, start
     InfluxDB again: every reading is stored. Returns why the spool refused."""
-    config = write_config(
-        tmp_path / "hub.yaml",
-        **service_sections(
-            mosquitto.url,
-            influx.url,
-            prefix,
-            database,
-            uid,
-            flush_interval="50ms",
-            batch_size=100,
-            buffer_points=300,
-            **spool,
-        ),
-        inventory=[str(write_site(tmp_path / "site"))],
-        api={"listen": f"127.0.0.1:{free_port()}"},
-        data_dir=str(tmp_path / "var"),
+    config = hub_yaml(
+        tmp_path,
+        mosquitto.url,
+        influx.url,
+        prefix,
+        database,
+        uid,
+        influx={"flush_interval": "50ms", "batch_size": 100, "buffer_points": 300, **spool},
     )
-    loaded = load_config(config)
     base = time.time() - 60
     lost = dropped()
-    async with running(loaded, load_inventory(loaded.inventory)) as hub:
-        await hub.mqtt.wait_connected(10)
+    async with hub_in_process(config) as hub:
         sensor = Peer(mosquitto.url, f"sensor-{uid}")
         try:
             for i in range(200):
