@@ -357,3 +357,15 @@ async def hub_in_process(config: Path) -> AsyncIterator[Hub]:
     async with running(loaded, load_inventory(loaded.inventory)) as hub:
         await hub.mqtt.wait_connected(10)
         yield hub
+
+
+async def readings_stored_are(influx_url: str, database: str, want: int) -> bool:
+    """Whether InfluxDB holds `want` readings; fails at once if it holds more (a reading
+    stored twice), and says False while it does not answer."""
+    try:
+        rows = await aquery(influx_url, database, "SELECT count(value) FROM reading")
+    except OSError:
+        return False
+    got = int(str(rows[0]["count"])) if rows else 0
+    assert got <= want, f"{got} readings stored, more than the {want} published"
+    return got == want

@@ -23,10 +23,10 @@ from hub.services import LocalInflux, LocalMosquitto
 from tests.actuators.conftest import FLOOD, province
 from tests.helpers import (
     Peer,
-    aquery,
     eventually,
     hub_in_process,
     hub_yaml,
+    readings_stored_are,
 )
 
 pytestmark = pytest.mark.integration
@@ -193,11 +193,6 @@ class Storm:
         return self.detection()
 
 
-async def _stored(influx: LocalInflux, database: str) -> int:
-    rows = await aquery(influx.url, database, "SELECT count(value) FROM reading")
-    return int(str(rows[0]["count"])) if rows else 0
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -243,7 +238,9 @@ async def test_ten_thousand_random_messages(
                 sender.publish(topic, payload)
             await eventually(sender.all_sent, "the broker to take every message", timeout=60)
             await eventually(
-                lambda: _count_is(influx, database, want), f"{want} readings stored", 90
+                lambda: readings_stored_are(influx.url, database, want),
+                f"{want} readings stored",
+                90,
             )
             await eventually(
                 lambda: len(letters.received) >= storm.rejections,
@@ -271,9 +268,3 @@ def _still_works(hub: Hub) -> None:
     assert hub.writer.buffered == 0
     assert not hub.writer.spooling
     assert hub.ingest._stamped_bytes <= 16 << 20
-
-
-async def _count_is(influx: LocalInflux, database: str, want: int) -> bool:
-    got = await _stored(influx, database)
-    assert got <= want, f"{got} readings stored, more than the {want} valid ones published"
-    return got == want

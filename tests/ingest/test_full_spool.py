@@ -23,6 +23,7 @@ from tests.helpers import (
     eventually,
     hub_in_process,
     hub_yaml,
+    readings_stored_are,
 )
 
 pytestmark = pytest.mark.integration
@@ -60,14 +61,6 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-async def _count(influx: LocalInflux, database: str) -> int:
-    try:
-        rows = await aquery(influx.url, database, "SELECT count(value) FROM reading")
-    except OSError:
-        return -1
-    return int(rows[0]["count"]) if rows else 0
-
-
 async def _health(hub: Hub) -> tuple[int, dict[str, object]]:
     url = f"http://{hub.config.api.listen}/api/health"
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
@@ -101,7 +94,7 @@ async def _outage_with_no_room(
         try:
             for i in range(200):
                 sensor.publish(*_reading(prefix, i, base))
-            await eventually(lambda: _count_is(influx, database, 200), "200 stored")
+            await eventually(lambda: readings_stored_are(influx.url, database, 200), "200 stored")
             await asyncio.to_thread(influx.stop)
             for i in range(200, READINGS):
                 sensor.publish(*_reading(prefix, i, base))
@@ -119,7 +112,9 @@ async def _outage_with_no_room(
             why = str(hub.writer.spool_refused)
             await asyncio.to_thread(influx.start)
             await eventually(
-                lambda: _count_is(influx, database, READINGS), f"{READINGS} stored", timeout=90
+                lambda: readings_stored_are(influx.url, database, READINGS),
+                f"{READINGS} stored",
+                timeout=90,
             )
             await eventually(lambda: hub.health().ok, "health to be ok again")
             assert REGISTRY.get_sample_value("hub_spool_full") == 0
@@ -158,12 +153,6 @@ async def test_a_spool_on_a_disk_that_fills_holds_messages_at_the_broker(
         tmp_path, mosquitto, own_influx, prefix, database, uid, spool_dir=str(tiny_fs)
     )
     assert "No space left on device" in why or "short write" in why
-
-
-async def _count_is(influx: LocalInflux, database: str, want: int) -> bool:
-    got = await _count(influx, database)
-    assert got <= want, f"{got} points stored, more than the {want} published"
-    return got == want
 
 
 def _reading(prefix: str, i: int, base: float) -> tuple[str, bytes]:

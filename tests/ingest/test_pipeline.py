@@ -21,7 +21,15 @@ from hub.inventory import load_inventory
 from hub.mqtt import Message
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from hub.storage import InfluxClient
-from tests.helpers import Peer, aquery, eventually, service_sections, write_config, write_site
+from tests.helpers import (
+    Peer,
+    aquery,
+    eventually,
+    readings_stored_are,
+    service_sections,
+    write_config,
+    write_site,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -251,14 +259,6 @@ def _reading(i: int, base: float) -> tuple[str, bytes]:
     )
 
 
-async def _count(influx: LocalInflux, database: str) -> int:
-    try:
-        rows = await aquery(influx.url, database, "SELECT count(value) FROM reading")
-    except OSError:
-        return -1
-    return int(rows[0]["count"]) if rows else 0
-
-
 async def test_influxdb_down_mid_stream_loses_nothing(
     hub_at: HubAt,
     mosquitto: LocalMosquitto,
@@ -274,7 +274,9 @@ async def test_influxdb_down_mid_stream_loses_nothing(
         try:
             for i in range(300):
                 sensor.publish(*_with_prefix(prefix, _reading(i, base)))
-            await eventually(lambda: _count_is(own_influx, database, 300), "300 stored")
+            await eventually(
+                lambda: readings_stored_are(own_influx.url, database, 300), "300 stored"
+            )
             own_influx.stop()
             for i in range(300, 700):
                 sensor.publish(*_with_prefix(prefix, _reading(i, base)))
@@ -283,7 +285,9 @@ async def test_influxdb_down_mid_stream_loses_nothing(
             for i in range(700, 1000):
                 sensor.publish(*_with_prefix(prefix, _reading(i, base)))
             await eventually(
-                lambda: _count_is(own_influx, database, 1000), "1000 stored", timeout=60
+                lambda: readings_stored_are(own_influx.url, database, 1000),
+                "1000 stored",
+                timeout=60,
             )
         finally:
             sensor.close()
@@ -314,17 +318,13 @@ async def test_broker_restart_mid_stream_loses_nothing(
             await hub.mqtt.wait_connected(30)
             for i in range(700, 1000):
                 sensor.publish(*_with_prefix(prefix, _reading(i, base)))
-            await eventually(lambda: _count_is(influx, database, 1000), "1000 stored", timeout=60)
+            await eventually(
+                lambda: readings_stored_are(influx.url, database, 1000), "1000 stored", timeout=60
+            )
         finally:
             sensor.close()
     rows = await aquery(influx.url, database, "SELECT value FROM reading")
     assert sorted(round(float(r["value"]) * 1000) for r in rows) == list(range(1000))
-
-
-async def _count_is(influx: LocalInflux, database: str, want: int) -> bool:
-    got = await _count(influx, database)
-    assert got <= want, f"{got} points stored, more than the {want} published"
-    return got == want
 
 
 def _with_prefix(prefix: str, item: tuple[str, bytes]) -> tuple[str, bytes]:
