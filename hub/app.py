@@ -148,7 +148,7 @@ class Hub:
         self.ingest.on_full = self._on_full
         self._paused = asyncio.Event()
         self.audit = AuditLog(self.writer, self.store)
-        self.http = build_app(self.health)
+        self.http = build_app(self.health, config.api.public)
         self.room = add_room_routes(self)  # the situation room: API, live stream, page
         self.ready = asyncio.Event()
         self.components: list[Component] = []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
 
 from hub import __version__, metrics
+from hub.api.auth import authorized
 
 
 @dataclass(slots=True)
@@ -63,13 +64,24 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return web.json_response({"error": exc.reason, "status": exc.status}, status=exc.status)
 
 
-def build_app(health: Callable[[], HealthReport]) -> web.Application:
-    """The HTTP application; `health` reports the state of the hub's parts."""
+def build_app(
+    health: Callable[[], HealthReport], public: Collection[str] = ("health", "metrics")
+) -> web.Application:
+    """The HTTP application; `health` reports the state of the hub's parts. Health and metrics
+    need no token when `public` names them, else a viewer's (see `api.public`)."""
     app = web.Application(middlewares=[_json_errors])
     app[HEALTH] = health
-    app.router.add_get("/api/health", _health)
-    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/api/health", _health if "health" in public else _viewer(_health))
+    app.router.add_get("/metrics", _metrics if "metrics" in public else _viewer(_metrics))
     return app
+
+
+def _viewer(handler: Handler) -> Handler:
+    @authorized("viewer")
+    async def checked(request: web.Request, _actor: str) -> web.StreamResponse:
+        return await handler(request)
+
+    return checked
 
 
 def _split_listen(listen: str) -> tuple[str, int]:

@@ -260,8 +260,9 @@ class ApiConfig(Section):
 
     listen: str = "127.0.0.1:8080"
     tokens: tuple[ApiToken, ...] = ()
-    # Endpoints that need no token: the contract makes the CAP feed and health public.
-    public: tuple[Literal["health", "cap", "metrics"], ...] = ("health", "cap")
+    # Endpoints that need no token: the contract makes the CAP feed and health public, and
+    # Prometheus scrapes /metrics (counts only) without one; one left out needs a viewer token.
+    public: tuple[Literal["health", "cap", "metrics"], ...] = ("health", "cap", "metrics")
     # Base map tiles for the page ({z}/{x}/{y} URL); without them it draws the regions alone.
     tiles: str | None = None
 

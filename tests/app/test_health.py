@@ -11,12 +11,7 @@ import pytest
 
 from hub.app import Hub
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from tests.helpers import (
-    aquery,
-    eventually,
-    hub_in_process,
-    hub_yaml,
-)
+from tests.helpers import api_tokens, aquery, eventually, hub_in_process, hub_yaml
 from tests.mqtt.support import subscribe_only
 
 pytestmark = pytest.mark.integration
@@ -72,3 +67,34 @@ async def test_a_refused_subscription_makes_the_hub_unhealthy(
             assert f"{prefix}/sensors/+/+" not in refused
     finally:
         broker.stop()
+
+
+async def test_health_and_metrics_need_a_token_when_not_public(
+    tmp_path: Path,
+    mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    config = hub_yaml(
+        tmp_path,
+        mosquitto.url,
+        influx.url,
+        prefix,
+        database,
+        uid,
+        api={
+            "listen": f"127.0.0.1:{free_port()}",
+            "public": ["cap"],
+            "tokens": api_tokens("op-secret", "viewer-secret"),
+        },
+    )
+    async with hub_in_process(config) as hub, aiohttp.ClientSession() as session:
+        base = f"http://{hub.config.api.listen}"
+        for path in ("/api/health", "/metrics"):
+            async with session.get(base + path) as resp:
+                assert resp.status == 401, path
+            headers = {"Authorization": "Bearer viewer-secret"}
+            async with session.get(base + path, headers=headers) as resp:
+                assert resp.status in (200, 503), path
