@@ -240,6 +240,16 @@ async def replay(
 # -- formatting ---------------------------------------------------------------------------------
 
 
+def span(ns: int) -> str:
+    """How long something lasted, for people: to the second (12m34s), or in ms under one.
+
+    Readings' times are rarely whole seconds apart; a test's `relative` would print 754 s and
+    a few microseconds as 754000.123ms."""
+    if ns < NS:
+        return f"{ns / 1e6:.0f}ms"
+    return relative(round(ns / NS) * NS)
+
+
 def describe_action(action: ActionRequested) -> str:
     """An action in words: `actuate close -> barrier-1`, `notify situation-room: "..."`."""
     params = action.params
@@ -258,7 +268,7 @@ def _incident_lines(h: IncidentHistory) -> list[str]:
     if h.cleared_at is None:
         end = "still open at the end"
     else:
-        end = f"cleared {rfc3339(h.cleared_at)} (after {relative(h.cleared_at - h.opened_at)})"
+        end = f"cleared {rfc3339(h.cleared_at)} (after {span(h.cleared_at - h.opened_at)})"
     lines = [f"  {h.subject}  opened {rfc3339(h.opened_at)}  {end}  [{h.id}]"]
     for event in h.events:
         if isinstance(event, ActionRequested):

@@ -12,7 +12,7 @@ import pytest
 from hub.ingest.validate import Reading
 from hub.inventory import Inventory, load_inventory
 from hub.rules import Engine, Event, RuleSet, check_rules, event_to_dict
-from hub.rules.replay import replay
+from hub.rules.replay import replay, span
 from hub.rules.replay_cli import TimeError, add_replay_arguments, parse_time, replay_main
 from hub.services import LocalInflux, free_port
 from hub.storage.influx import InfluxClient
@@ -328,3 +328,11 @@ def test_an_empty_range_says_so(
     out = capsys.readouterr().out.splitlines()
     assert "no readings are stored in this range: check --from, --to and influx.database" in out
     assert out[-1].startswith("readings: 0 read, 0 skipped, 0 late; incidents: 0 opened")
+
+
+def test_how_long_an_incident_lasted_reads_as_people_write_it() -> None:
+    ns = 1_000_000_000
+    assert span(754 * ns + 123_456) == "12m34s", "not 754000.123ms"
+    assert span(90 * ns + 600_000_000) == "1m31s"
+    assert span(250_000_000) == "250ms"
+    assert span(3 * 3600 * ns) == "3h"

@@ -32,6 +32,12 @@ def test_every_shipped_rule_test_passes(path: Path) -> None:
     assert result.results
 
 
+def test_the_docs_example_is_a_shipped_test_that_passes() -> None:
+    """docs/rules.md shows rules/tests/walkthrough.yaml as it is: a newcomer's copy works."""
+    walkthrough = (ROOT / "rules" / "tests" / "walkthrough.yaml").read_text()
+    assert "```yaml\n" + walkthrough + "```" in (ROOT / "docs" / "rules.md").read_text()
+
+
 def test_every_example_rule_has_a_test() -> None:
     tested = " ".join(p.read_text() for p in TEST_FILES)
     ids = [
