@@ -5,6 +5,7 @@ barrier command goes through its confirmation dialog."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -91,3 +92,11 @@ def test_a_barrier_command_is_confirmed_first(open_room: Callable[[str], Room]) 
     assert body["command"]["actor"] == "desk-1"
     expect(page.locator("#toast")).to_contain_text("Command sent")
     assert room.errors == []
+
+
+def test_a_korean_font_is_installed_for_the_screenshots() -> None:
+    """Labels are Korean by default: without a Hangul font the screenshots show boxes."""
+    found = subprocess.run(
+        ["fc-list", ":lang=ko", "family"], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip(), "no font with Hangul: scripts/install adds Debian's fonts-nanum"
