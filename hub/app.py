@@ -175,6 +175,7 @@ class Hub:
             inventory=inventory,
             prefix=mqtt.prefix,
             authorize=cap_access(config.api),
+            actions=self.rules,
         )
         self.dispatcher.register("notify", self.notifier)
         self.rules.listeners.append(self.notifier.on_incident)

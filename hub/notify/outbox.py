@@ -57,6 +57,7 @@ class Note:
     error: str | None = None
     cap: dict[str, Any] | None = field(default=None)  # identifier, sent, kind, xml
     origin: str = "action"  # action (a rule's notify) | event (the hub's own text)
+    action_id: str | None = None  # the rule's notify action that asked for it, if one did
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

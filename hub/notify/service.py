@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -74,6 +74,12 @@ def _state_of(step: str) -> str:
     return "cleared" if step == "clear" else step
 
 
+class ActionStatus(Protocol):
+    """Where the status of a rule's notify action is recorded (the rules' incident)."""
+
+    def update_action(self, action_id: str, status: str, detail: str | None = None) -> None: ...
+
+
 class Notifier:
     """The `notify` component and the executor of notify actions."""
 
@@ -94,14 +100,21 @@ class Notifier:
         authorize: Callable[[web.Request], bool] | None = None,
         env: Mapping[str, str] = os.environ,
         clock: Callable[[], float] = time.time,
+        actions: ActionStatus | None = None,
     ) -> None:
         self.config = config
+        # Where a notify action's status goes once its messages are delivered or given up.
+        self.actions = actions
+        self._action_notes: dict[str, set[str]] = collections.defaultdict(set)
         self.audit = audit
         self.inventory = inventory
         self.clock = clock
         self.store = store
         legacy = legacy_dir / "notify-outbox.jsonl" if legacy_dir is not None else None
         self.outbox = Outbox(store, keep=config.keep, clock=clock, legacy_path=legacy)
+        for note in self.outbox.notes.values():  # actions whose messages are on their way
+            if note.action_id is not None and note.status == PENDING:
+                self._action_notes[note.action_id].add(note.key)
         self.given_up = 0
         self._incidents: dict[str, dict[str, Any]] = {}
         self._stopping = False
@@ -207,8 +220,15 @@ class Notifier:
         message = str(action.params.get("message") or default)
         for channel in channels:
             self._accept(
-                channel, incident, state=state, event=event, message=message, origin="action"
+                channel,
+                incident,
+                state=state,
+                event=event,
+                message=message,
+                origin="action",
+                action_id=action.action_id,
             )
+        self._settle_action(action.action_id)
         # No sync on the way to the next action (a barrier's command, maybe): the store keeps
         # commits in order, so the rules' note that this action was handed over, committed
         # after these notes, cannot outlive them through a power loss.
@@ -253,6 +273,7 @@ class Notifier:
         event: str,
         message: str,
         origin: str,
+        action_id: str | None = None,
     ) -> None:
         cfg = self.config.channels.get(channel)
         iid = str(incident["id"])
@@ -275,12 +296,27 @@ class Notifier:
         old = self.outbox.notes.get(key)
         probe = Note(key, channel, iid, state, event, "", incident, 0.0, origin=origin)
         if old is not None and not replaces(old, probe):
+            if action_id is not None:  # the action's status follows the note that tells it
+                self._action_notes[action_id].add(key)
             return  # told already: never a second page for one change
         templates = cfg.templates or self.config.templates
         text = fill(
             getattr(templates, event), incident, event=event, channel=channel, message=message
         )
-        note = Note(key, channel, iid, state, event, text, incident, self.clock(), origin=origin)
+        note = Note(
+            key,
+            channel,
+            iid,
+            state,
+            event,
+            text,
+            incident,
+            self.clock(),
+            origin=origin,
+            action_id=action_id,
+        )
+        if action_id is not None:
+            self._action_notes[action_id].add(key)
         if isinstance(cfg, CapChannel):
             note.cap = self.cap_routes.cap_fields(note, cfg, old, self._area(incident))
         self.outbox.accept(note)
@@ -350,8 +386,34 @@ class Notifier:
                     detail=note.text,
                     note=note,
                 )
+                self._settle_action(note.action_id)
             self._dirty.set()
             self._update_gauge()
+
+    def _settle_action(self, action_id: str | None) -> None:
+        """Once every message a notify action asked for is delivered or given up, its status
+        in the incident says so: done, or failed with the channels that failed and why."""
+        if action_id is None or self.actions is None:
+            return
+        notes = [self.outbox.notes.get(k) for k in self._action_notes.get(action_id, ())]
+        if any(n is not None and n.status == PENDING for n in notes):
+            return
+        self._action_notes.pop(action_id, None)
+        known = [n for n in notes if n is not None]
+        failed = [n for n in known if n.status == GIVEN_UP]
+        if failed:
+            detail = "; ".join(f"{n.channel}: {n.error}" for n in failed)
+            status = "failed"
+        elif known:
+            detail = "delivered to " + ", ".join(sorted({n.channel for n in known}))
+            status = "done"
+        else:
+            detail = "nothing to send: no configured channel takes this severity"
+            status = "done"
+        try:
+            self.actions.update_action(action_id, status, detail)
+        except Exception:  # the incident's record must not cost the delivery loop
+            log.exception("notify: could not record the status of action %s", action_id)
 
     def _expired(self, note: Note, now: float) -> bool:
         """Give up a note pending longer than `give_up_after`: counted and audited."""
@@ -363,6 +425,7 @@ class Notifier:
 
     def _give_up(self, note: Note, error: str) -> None:
         self.outbox.finish(note, GIVEN_UP, error)
+        self._settle_action(note.action_id)
         self.given_up += 1
         log.error("notify: gave up %s to %s: %s", note.key, note.channel, error)
         self._audit(

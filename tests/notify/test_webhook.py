@@ -115,3 +115,38 @@ async def test_a_refusal_is_given_up_at_once(tmp_path: Path) -> None:
         async with running(notifier(cfg, tmp_path)) as n:
             await open_incident(n, "r", ["police-112"])
             await eventually(lambda: n.given_up == 1, "a 400 to be given up")
+
+
+class Statuses:
+    """Where the notifier records its actions' status (the rules' incident, in the hub)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, str | None]] = {}
+
+    def update_action(self, action_id: str, status: str, detail: str | None = None) -> None:
+        self.seen[action_id] = (status, detail)
+
+
+async def test_a_notify_action_is_done_once_its_messages_are_delivered(tmp_path: Path) -> None:
+    """Before, a notify action stayed "requested" in its incident although the page went."""
+    statuses = Statuses()
+    async with webhook_server() as server:
+        server.status = 503  # down: the action waits, requested
+        cfg = config(
+            channels={"room": _hook(server), "nowhere": _hook(server, url="http://127.0.0.1:9/x")},
+            give_up_after=1,
+        )
+        async with running(notifier(cfg, tmp_path, actions=statuses)) as n:
+            await open_incident(n, "inc1", ["room"])
+            assert "inc1.0" not in statuses.seen, "done before it was delivered"
+            server.status = 200
+            await eventually(lambda: "inc1.0" in statuses.seen, "the action's status")
+            assert statuses.seen["inc1.0"] == ("done", "delivered to room")
+
+            n.on_incident(event("opened", "inc2", "active"))
+            await n.execute(action("inc2", ["room", "nowhere"]))
+            await eventually(lambda: "inc2.0" in statuses.seen, "the second action's status")
+    status, detail = statuses.seen["inc2.0"]
+    assert status == "failed"
+    assert detail is not None
+    assert detail.startswith("nowhere: ")
