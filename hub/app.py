@@ -21,6 +21,7 @@ from hub.actions import ActionDispatcher
 from hub.actuators.report import Reporter
 from hub.actuators.service import ActuatorService
 from hub.api import HealthReport, build_app, serve_http
+from hub.api.check import check_tokens
 from hub.api.routes import add_room_routes
 from hub.audit import AuditLog
 from hub.config import ConfigError, HubConfig, load_config
@@ -384,6 +385,7 @@ class Hub:
 @contextlib.asynccontextmanager
 async def running(config: HubConfig, inventory: Inventory) -> AsyncIterator[Hub]:
     """Run a hub for the length of the block (tests, embedding)."""
+    check_tokens(config, inventory)
     hub = Hub(config, inventory, load_rules(config, inventory))
     stop = asyncio.Event()
     task = asyncio.create_task(hub.run(stop), name="hub")
@@ -468,6 +470,7 @@ def main(args: argparse.Namespace) -> int:
         # An invalid rule file stops the start: silently running without a flood rule is
         # worse than not running.
         rules = load_rules(config, inventory)
+        check_tokens(config, inventory)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

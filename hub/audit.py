@@ -120,15 +120,21 @@ class AuditLog:
             return
         self._count = self._count - len(oldest) if oldest else 0
 
-    async def entries(self, limit: int = 100, kinds: Collection[str] = ()) -> list[AuditEntry]:
-        """The latest entries, newest first; only those of `kinds` if any are given."""
+    async def entries(
+        self,
+        limit: int = 100,
+        kinds: Collection[str] = (),
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[AuditEntry]:
+        """The latest entries, newest first; only those of `kinds` if any are given, and only
+        those whose stored form `where` passes if it is given (a token's regions)."""
         found: list[AuditEntry] = []
         before: str | None = None
         while len(found) < limit:
-            size = PAGE if kinds else min(PAGE, limit - len(found))
+            size = PAGE if kinds or where else min(PAGE, limit - len(found))
             page = self.store.scan(SPACE, before=before, limit=size, reverse=True)
             for _, data in page:
-                if not kinds or data.get("kind") in kinds:
+                if (not kinds or data.get("kind") in kinds) and (where is None or where(data)):
                     found.append(AuditEntry.from_dict(data))
             if len(page) < size:
                 break

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from hub.api.check import tokens_checker
 from hub.config import ConfigError, HubConfig, KeyPath, Problem, format_path, load_config
 from hub.config.problems import display_path
 from hub.config.yaml_source import SourceMap, parse_yaml
@@ -22,7 +23,7 @@ from hub.rules.check import rules_checker
 # has problems of its own), it returns its problems. Rule validation registers here, so
 # that one `hub check` reports the config, the inventory and every rule file together.
 Checker = Callable[[HubConfig, Inventory | None], list[Problem]]
-CHECKERS: list[Checker] = [rules_checker, notify_checker]
+CHECKERS: list[Checker] = [rules_checker, notify_checker, tokens_checker]
 
 
 def run_checks(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from hub.actuators.jobs import CommandError
-from hub.api.auth import authorized, error, install
+from hub.api.auth import Actor, authorized, error, install, refuse
 from hub.api.body import (
     BodyError,
     duration_field,
@@ -44,11 +44,13 @@ def _job(job: Any) -> dict[str, Any]:
 
 
 @authorized("viewer")
-async def _list(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _list(request: web.Request, actor: Actor) -> web.StreamResponse:
     service = request.app[SERVICE]
     jobs = service.commands_list()
     out = []
     for actuator in sorted(service.inventory.actuators.values(), key=lambda a: a.id):
+        if not actor.sees(actuator.region):
+            continue
         mine = [j for j in jobs if j.actuator == actuator.id]
         state = service.states.get(actuator.id, {})
         out.append(
@@ -67,8 +69,17 @@ async def _list(request: web.Request, _actor: str) -> web.StreamResponse:
     return web.json_response({"actuators": out})
 
 
+def _outside(service: ActuatorService, actor: Actor, actuator_id: str) -> web.Response | None:
+    """The audited 403 when the actuator is in none of the actor's regions; else None (an
+    unknown actuator is the service's 404)."""
+    actuator = service.inventory.actuators.get(actuator_id)
+    if actuator is None or actor.sees(actuator.region):
+        return None
+    return refuse(service.report.audit, actor, actuator_id, actuator.region, actuator=actuator_id)
+
+
 @authorized("operator")
-async def _command(request: web.Request, actor: str) -> web.StreamResponse:
+async def _command(request: web.Request, actor: Actor) -> web.StreamResponse:
     service = request.app[SERVICE]
     try:
         data = await read_object(request, _COMMAND_KEYS, "a command")
@@ -79,12 +90,14 @@ async def _command(request: web.Request, actor: str) -> web.StreamResponse:
         actuator = path_id(request, "id", "actuator")
     except BodyError as exc:
         return error(exc.status, str(exc))
+    if (refused := _outside(service, actor, actuator)) is not None:
+        return refused
     try:
         job = await service.submit(
             actuator,
             command,
-            actor=actor,
-            reason=reason or f"operator {actor}",
+            actor=actor.name,
+            reason=reason or f"operator {actor.name}",
             override=override,
             expires_s=expires,
         )
@@ -98,7 +111,7 @@ async def _command(request: web.Request, actor: str) -> web.StreamResponse:
 
 
 @authorized("operator")
-async def _confirm(request: web.Request, actor: str) -> web.StreamResponse:
+async def _confirm(request: web.Request, actor: Actor) -> web.StreamResponse:
     service = request.app[SERVICE]
     try:
         data = await read_object(request, _CONFIRM_KEYS, "confirming")
@@ -107,8 +120,10 @@ async def _confirm(request: web.Request, actor: str) -> web.StreamResponse:
         command_id = path_id(request, "command_id", "command")
     except BodyError as exc:
         return error(exc.status, str(exc))
+    if (refused := _outside(service, actor, actuator)) is not None:
+        return refused
     try:
-        job = await service.confirm(actuator, command_id, actor, approve=approve)
+        job = await service.confirm(actuator, command_id, actor.name, approve=approve)
     except CommandError as exc:
         return error(exc.status, str(exc))
     return web.json_response({"command": _job(job)})

@@ -103,6 +103,7 @@ class Reporter:
             item.kind if item.kind == "state" else "ack",
             item.actuator,
             detail,
+            actuator=item.actuator,
             command_id=item.command_id,
             status=item.status,
             state=item.state,

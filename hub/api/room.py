@@ -71,6 +71,7 @@ class Room:
                 "at": rfc3339(event["at"]),
                 "incident": public(incident, self.evidence_dir),
             },
+            region=incident.get("region") or "",
         )
         # Only the subject's state changes now; other sensors' values wait for the ticker. This
         # runs on the way out of every incident event, so it must not cost one view per sensor.
@@ -79,7 +80,7 @@ class Room:
             self._dirty.discard(sensor.id)
             ids = self.hub.rules.engine.open_for(sensor.id)
             item = self.sensor(sensor, self.clock(), {sensor.id: ids} if ids else {})
-            self.broadcaster.publish("sensors", {"sensors": [item]})
+            self.broadcaster.publish("sensors", {"sensors": [item]}, region=sensor.region)
 
     async def flush(self, chunk: int = 100, scan: int = 1000) -> None:
         """Announce the sensors whose value or state changed since the last flush, `chunk` at a
@@ -102,7 +103,7 @@ class Room:
                 await asyncio.sleep(0)
             part = changed[start : start + chunk]
             items = [self.sensor(self.inventory.sensors[s], now, alarms) for s in part]
-            self.broadcaster.publish("sensors", {"sensors": items})
+            self.broadcaster.publish_items("sensors", "sensors", items)
 
     # -- views --------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -14,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from hub.api import openapi, stream
-from hub.api.auth import authorized, error, install
+from hub.api.auth import Actor, authorized, error, install, refuse
 from hub.api.body import BodyError, path_id, read_object
 from hub.api.room import STATES, Room, matching, public
 from hub.durations import DurationError, parse_duration
@@ -100,7 +101,7 @@ def _split(request: web.Request, name: str) -> set[str]:
 
 
 @authorized("viewer")
-async def _map(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _map(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
     inv = room.inventory
     regions = [
@@ -110,15 +111,18 @@ async def _map(request: web.Request, _actor: str) -> web.StreamResponse:
             "geometry": {"type": "MultiPolygon", "coordinates": r.polygons},
         }
         for _, r in sorted(inv.regions.items())
+        if actor.sees(r.id)
     ]
     sites = [
         {"id": s.id, "name": s.name, "region": s.region, "site_type": s.site_type}
         | {"lon": s.lon, "lat": s.lat}
         for _, s in sorted(inv.sites.items())
+        if actor.sees(s.region)
     ]
     actuators = [
         {"id": a.id, "kind": a.kind, "name": a.name, "site": a.site, "lon": a.lon, "lat": a.lat}
         for _, a in sorted(inv.actuators.items())
+        if actor.sees(a.region)
     ]
     return web.json_response(
         {
@@ -131,8 +135,9 @@ async def _map(request: web.Request, _actor: str) -> web.StreamResponse:
 
 
 @authorized("viewer")
-async def _sensors(request: web.Request, _actor: str) -> web.StreamResponse:
-    return web.json_response({"sensors": request.app[ROOM].sensors()})
+async def _sensors(request: web.Request, actor: Actor) -> web.StreamResponse:
+    shown = [s for s in request.app[ROOM].sensors() if actor.sees(s["region"])]
+    return web.json_response({"sensors": shown})
 
 
 def _since(text: str, now_ns: int) -> int:
@@ -155,10 +160,10 @@ def _since(text: str, now_ns: int) -> int:
 
 
 @authorized("viewer")
-async def _readings(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _readings(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
     sensor = room.inventory.sensors.get(request.match_info["id"])
-    if sensor is None:
+    if sensor is None or not actor.sees(sensor.region):  # another city's: as if not there
         return error(404, f"no sensor {request.match_info['id']!r} in the inventory")
     try:
         since = _since(request.query.get("since", "1h"), room.clock())
@@ -181,12 +186,13 @@ async def _readings(request: web.Request, _actor: str) -> web.StreamResponse:
 
 
 @authorized("viewer")
-async def _cameras(request: web.Request, _actor: str) -> web.StreamResponse:
-    return web.json_response({"cameras": request.app[ROOM].cameras()})
+async def _cameras(request: web.Request, actor: Actor) -> web.StreamResponse:
+    shown = [c for c in request.app[ROOM].cameras() if actor.sees(c["region"])]
+    return web.json_response({"cameras": shown})
 
 
 @authorized("viewer")
-async def _incidents(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _incidents(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
     states, regions, severities = (_split(request, n) for n in ("state", "region", "severity"))
     if "open" in states:
@@ -199,23 +205,23 @@ async def _incidents(request: web.Request, _actor: str) -> web.StreamResponse:
         wrong = sorted(given - set(known))
         if wrong:
             return error(400, f"unknown {name} {', '.join(wrong)}; known: {', '.join(known)}")
-    everything = [i.to_dict() for i in room.hub.rules.engine.incidents()]
+    everything = [i.to_dict() for i in room.hub.rules.engine.incidents() if actor.sees(i.region)]
     found = matching(everything, states, regions, severities)
     found.sort(key=lambda i: (i["opened_at"], i["id"]), reverse=True)  # newest first
     return web.json_response({"incidents": [public(i, room.evidence_dir) for i in found]})
 
 
 @authorized("viewer")
-async def _incident(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _incident(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
     incident = room.hub.rules.engine.incident(request.match_info["id"])
-    if incident is None:
+    if incident is None or not actor.sees(incident.region):  # another city's: as if not there
         return error(404, f"no incident {request.match_info['id']!r} (it may be archived)")
     return web.json_response({"incident": public(incident.to_dict(), room.evidence_dir)})
 
 
 @authorized("operator")
-async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
+async def _ack(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
     try:
         await read_object(request, (), "acknowledging")
@@ -225,10 +231,13 @@ async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
     incident = room.hub.rules.engine.incident(incident_id)
     if incident is None:
         return error(404, f"no incident {incident_id!r} (it may be archived)")
+    if not actor.sees(incident.region):
+        thing = f"incident {incident_id}"
+        return refuse(room.hub.audit, actor, thing, incident.region, incident_id=incident_id)
     if incident.state == "cleared":
         return error(409, f"incident {incident_id!r} has cleared; there is nothing to acknowledge")
     try:
-        await room.hub.acknowledge(incident_id, actor)
+        await room.hub.acknowledge(incident_id, actor.name)
     except IncidentNotFoundError:
         return error(404, f"no incident {incident_id!r} (it was archived just now)")
     except (StoreError, OSError) as exc:
@@ -242,21 +251,42 @@ async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
 
 
 @authorized("viewer")
-async def _audit(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _audit(request: web.Request, actor: Actor) -> web.StreamResponse:
     try:
         limit = int(request.query.get("limit", "100"))
     except ValueError:
         return error(400, "'limit' must be a whole number")
     if not 1 <= limit <= 10_000:
         return error(400, "'limit' must be between 1 and 10000")
-    entries = await request.app[ROOM].hub.audit.entries(limit, _split(request, "kind"))
+    room = request.app[ROOM]
+    where = None if actor.regions is None else functools.partial(_audited_for, room, actor)
+    entries = await room.hub.audit.entries(limit, _split(request, "kind"), where)
     return web.json_response(
         {"entries": [{**e.to_dict(), "ts": rfc3339(e.ts_ns)} for e in entries]}
     )
 
 
+def _audited_for(room: Room, actor: Actor, entry: dict[str, Any]) -> bool:
+    """Whether a region token sees an audit entry: one of its own acts, or one whose region,
+    incident or actuator is in its regions. Entries of no region are the province's."""
+    if entry.get("actor") == actor.name:
+        return True
+    regions: set[str | None] = set()
+    if entry.get("region"):
+        regions.add(str(entry["region"]))
+    if entry.get("incident_id"):
+        incident = room.hub.rules.engine.incident(str(entry["incident_id"]))
+        if incident is not None:
+            regions.add(incident.region)
+    if entry.get("actuator"):
+        actuator = room.inventory.actuators.get(str(entry["actuator"]))
+        if actuator is not None:
+            regions.add(actuator.region)
+    return bool(regions) and actor.sees_any(regions)
+
+
 @authorized("viewer")
-async def _rules(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _rules(request: web.Request, _actor: Actor) -> web.StreamResponse:
     service = request.app[ROOM].hub.rules
     rules = [
         {"id": r.id, "title": r.title, "severity": r.severity, "source": r.source}
@@ -267,10 +297,10 @@ async def _rules(request: web.Request, _actor: str) -> web.StreamResponse:
 
 
 @authorized("viewer")
-async def _stream(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _stream(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
     hello = orjson.dumps({"ts": rfc3339(room.clock())})
-    return await stream.serve(request, room.broadcaster, hello)
+    return await stream.serve(request, room.broadcaster, hello, actor.regions)
 
 
 async def _openapi(_: web.Request) -> web.StreamResponse:

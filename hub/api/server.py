@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from aiohttp import web
 
 from hub import __version__, metrics
-from hub.api.auth import authorized
+from hub.api.auth import Actor, authorized
 
 
 @dataclass(slots=True)
@@ -78,7 +78,7 @@ def build_app(
 
 def _viewer(handler: Handler) -> Handler:
     @authorized("viewer")
-    async def checked(request: web.Request, _actor: str) -> web.StreamResponse:
+    async def checked(request: web.Request, _actor: Actor) -> web.StreamResponse:
         return await handler(request)
 
     return checked

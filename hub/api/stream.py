@@ -3,6 +3,10 @@
 A client that reads too slowly is not allowed to hold memory: when its queue is full, the
 queue is emptied, the client is told to `resync` and its stream ends. The page then fetches
 the current state again and reconnects, which costs one request instead of unbounded memory.
+
+A client whose token has regions (a city's desk) gets only those regions' events: an event
+published with a region goes to the clients that see it, and `publish_items` gives each such
+client only its regions' items of a list.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class Subscriber:
     """One connected client's queue of encoded events."""
 
     queue: asyncio.Queue[tuple[str, bytes]]
+    regions: frozenset[str] | None = None  # None: every region's events
     dropped: bool = False
 
 
@@ -37,9 +42,9 @@ class Broadcaster:
     subscribers: set[Subscriber] = field(default_factory=set)
     resyncs: int = 0
 
-    def subscribe(self) -> Subscriber:
-        """A new client's queue."""
-        sub = Subscriber(asyncio.Queue(maxsize=self.queue_size))
+    def subscribe(self, regions: frozenset[str] | None = None) -> Subscriber:
+        """A new client's queue; with `regions`, it gets only events of those regions."""
+        sub = Subscriber(asyncio.Queue(maxsize=self.queue_size), regions)
         self.subscribers.add(sub)
         return sub
 
@@ -47,16 +52,37 @@ class Broadcaster:
         """Forget a client that went away."""
         self.subscribers.discard(sub)
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
-        """Queue `event` for every client; a client whose queue is full is told to resync."""
+    def publish(self, event: str, data: dict[str, Any], region: str | None = None) -> None:
+        """Queue `event` for every client (with `region`: every client that sees it); a client
+        whose queue is full is told to resync."""
         encoded = orjson.dumps(data)
         for sub in list(self.subscribers):
-            if sub.dropped:
+            if region is None or sub.regions is None or region in sub.regions:
+                self._put(sub, event, encoded)
+
+    def publish_items(self, event: str, key: str, items: list[dict[str, Any]]) -> None:
+        """Queue `{key: items}` for every client; a client with regions gets only the items
+        whose `region` it sees, and nothing when none is left."""
+        encoded = orjson.dumps({key: items})
+        some: dict[frozenset[str], bytes | None] = {}  # encoded once per set of regions
+        for sub in list(self.subscribers):
+            if sub.regions is None:
+                self._put(sub, event, encoded)
                 continue
-            try:
-                sub.queue.put_nowait((event, encoded))
-            except asyncio.QueueFull:
-                self._drop(sub)
+            if sub.regions not in some:
+                mine = [i for i in items if i.get("region") in sub.regions]
+                some[sub.regions] = orjson.dumps({key: mine}) if mine else None
+            part = some[sub.regions]
+            if part is not None:
+                self._put(sub, event, part)
+
+    def _put(self, sub: Subscriber, event: str, encoded: bytes) -> None:
+        if sub.dropped:
+            return
+        try:
+            sub.queue.put_nowait((event, encoded))
+        except asyncio.QueueFull:
+            self._drop(sub)
 
     def _drop(self, sub: Subscriber) -> None:
         sub.dropped = True
@@ -81,8 +107,14 @@ def frame(event: str, data: bytes) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
-async def serve(request: web.Request, broadcaster: Broadcaster, hello: bytes) -> web.StreamResponse:
-    """Stream events to one client until it leaves, falls behind or the hub stops."""
+async def serve(
+    request: web.Request,
+    broadcaster: Broadcaster,
+    hello: bytes,
+    regions: frozenset[str] | None = None,
+) -> web.StreamResponse:
+    """Stream events to one client until it leaves, falls behind or the hub stops; with
+    `regions`, only the events of those regions (and those of none, the heartbeat)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -91,7 +123,7 @@ async def serve(request: web.Request, broadcaster: Broadcaster, hello: bytes) ->
         }
     )
     await response.prepare(request)
-    sub = broadcaster.subscribe()
+    sub = broadcaster.subscribe(regions)
     try:
         await response.write(b"retry: 2000\n\n" + frame("hello", hello))
         while True:

@@ -241,6 +241,8 @@ class ApiToken(Section):
     name: Name
     role: Literal["viewer", "operator", "admin"]
     sha256: str
+    # The inventory's region ids this token sees and acts in; absent: every region.
+    regions: tuple[Name, ...] | None = None
 
     @field_validator("sha256")
     @classmethod
@@ -253,6 +255,13 @@ class ApiToken(Section):
                 "(make it with: printf %s TOKEN | sha256sum)"
             )
         return text
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list would see nothing; leave 'regions' out for all")
+        return value
 
 
 class ApiConfig(Section):

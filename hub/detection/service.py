@@ -25,7 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from hub import metrics
-from hub.api.auth import Token, authorized, error, install
+from hub.api.auth import Actor, Token, authorized, error, install
 from hub.audit import AuditLog
 from hub.detection.config import DetectionConfig
 from hub.detection.worker import Job, Result, requests_topic
@@ -41,6 +41,8 @@ log = logging.getLogger("hub.detection")
 _REMEMBER = 10_000  # finished actions and answered jobs kept to recognise repeats
 EVIDENCE_URL = "/api/evidence/"
 EVIDENCE_DIR: web.AppKey[Path] = web.AppKey("evidence_dir", Path)
+# The regions a snapshot belongs to (its cameras' and incidents'), for tokens of some regions.
+EVIDENCE_REGIONS: web.AppKey[Callable[[str], set[str]]] = web.AppKey("evidence_regions")
 # Snapshots are not edited once reported, so browsers may keep them a while.
 EVIDENCE_MAX_AGE_S = 3600
 _SNAPSHOT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
@@ -323,11 +325,35 @@ class DetectionService:
     def add_routes(self, app: web.Application) -> None:
         """`GET /api/evidence/{path}`: a snapshot under the evidence folder, for viewers."""
         app[EVIDENCE_DIR] = self.evidence_dir
+        app[EVIDENCE_REGIONS] = self.evidence_regions
         install(app, self.tokens)
         app.router.add_get(EVIDENCE_URL + "{path:.+}", _evidence)
 
     async def close(self) -> None:
         """Nothing to flush: unanswered jobs are redone by the workers or time out."""
+
+    def evidence_regions(self, relative: str) -> set[str]:
+        """The regions of the snapshot at `relative` under the evidence folder: those of the
+        incidents whose evidence holds it and of the cameras that took it."""
+        want = evidence_url(os.path.join(self.evidence_dir, relative), self.evidence_dir)
+        found: set[str] = set()
+        if want is None:
+            return found
+
+        def camera(camera_id: object) -> None:
+            cam = self.inventory.cameras.get(str(camera_id or ""))
+            if cam is not None:
+                found.add(cam.region)
+
+        for incident in self.rules.engine.incidents():
+            for item in incident.evidence:
+                if evidence_url(item.get("snapshot"), self.evidence_dir) == want:
+                    found.add(incident.region)
+                    camera(item.get("camera"))
+        for result in self.results:
+            if evidence_url(result.snapshot, self.evidence_dir) == want:
+                camera(result.camera_id)
+        return found
 
 
 def evidence_url(snapshot: object, folder: Path) -> str | None:
@@ -365,8 +391,11 @@ def evidence_file(folder: Path, relative: str) -> Path | str:
 
 
 @authorized("viewer")
-async def _evidence(request: web.Request, _actor: str) -> web.StreamResponse:
+async def _evidence(request: web.Request, actor: Actor) -> web.StreamResponse:
     relative = request.match_info["path"]
+    if actor.regions is not None and not actor.sees_any(request.app[EVIDENCE_REGIONS](relative)):
+        # Another city's snapshot, or one no incident or result holds: as if it were not there.
+        return error(404, f"{relative}: no such snapshot in this token's regions")
     # resolve() and stat() touch the disk: off the event loop, as FileResponse reads it.
     found = await asyncio.to_thread(evidence_file, request.app[EVIDENCE_DIR], relative)
     if isinstance(found, str):

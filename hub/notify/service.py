@@ -49,7 +49,7 @@ from hub.notify.config import (
 )
 from hub.notify.outbox import GIVEN_UP, PENDING, SENT, Note, Outbox, note_key, replaces
 from hub.notify.text import fill, summary
-from hub.notify.web import CapRoutes
+from hub.notify.web import CapAuthorize, CapRoutes
 from hub.rules.events import ActionRequested
 from hub.scheduler import Job
 from hub.store import Store
@@ -97,7 +97,7 @@ class Notifier:
         publisher: Publisher,
         inventory: Inventory | None = None,
         prefix: str = "hub",
-        authorize: Callable[[web.Request], bool] | None = None,
+        authorize: CapAuthorize | None = None,
         env: Mapping[str, str] = os.environ,
         clock: Callable[[], float] = time.time,
         actions: ActionStatus | None = None,

@@ -3,7 +3,8 @@
 `GET /cap/feed.atom` lists the latest alert of every incident not yet archived (a cleared
 incident's Cancel stays listed until it is archived, so that readers see it end);
 `GET /cap/{incident_id}.xml` is that alert. Both are public unless `api.public` leaves
-`cap` out, when they need a viewer's token.
+`cap` out, when they need a viewer's token; a token of some regions then sees only their
+incidents' alerts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from hub.api.auth import Actor
 from hub.notify import cap as capxml
 from hub.notify.config import CapChannel, NotifyConfig
 from hub.notify.outbox import GIVEN_UP, Note, Outbox
@@ -23,18 +25,28 @@ if TYPE_CHECKING:
     from hub.config.model import ApiConfig
 
 
-def cap_access(api: ApiConfig) -> Callable[[web.Request], bool] | None:
+# The actor of a request's token, or None when it has no configured token.
+CapAuthorize = Callable[[web.Request], Actor | None]
+
+
+def cap_access(api: ApiConfig) -> CapAuthorize | None:
     """None while the CAP routes are public; else a check for any configured token."""
     if "cap" in api.public:
         return None
-    digests = [t.sha256 for t in api.tokens]  # every role may read, viewer and up
+    tokens = list(api.tokens)  # every role may read, viewer and up
 
-    def authorize(request: web.Request) -> bool:
+    def authorize(request: web.Request) -> Actor | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return False
+            return None
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
-        return any(hmac.compare_digest(digest, d) for d in digests)
+        found = None
+        for t in tokens:  # every one compared, in constant time
+            if hmac.compare_digest(digest, t.sha256):
+                found = t
+        if found is None:
+            return None
+        return Actor(found.name, None if found.regions is None else frozenset(found.regions))
 
     return authorize
 
@@ -46,7 +58,7 @@ class CapRoutes:
         self,
         outbox: Outbox,
         config: NotifyConfig,
-        authorize: Callable[[web.Request], bool] | None,
+        authorize: CapAuthorize | None,
     ) -> None:
         self.outbox = outbox
         self.config = config
@@ -108,12 +120,17 @@ class CapRoutes:
         app.router.add_get("/cap/feed.atom", self._feed)
         app.router.add_get("/cap/{incident_id}.xml", self._alert)
 
-    def _check(self, request: web.Request) -> None:
-        if self.authorize is not None and not self.authorize(request):
+    def _check(self, request: web.Request) -> Actor:
+        """The request's actor (the province's while the feed is public)."""
+        if self.authorize is None:
+            return Actor("public")
+        actor = self.authorize(request)
+        if actor is None:
             raise web.HTTPUnauthorized(reason="a viewer token is needed for the CAP feed")
+        return actor
 
     async def _feed(self, request: web.Request) -> web.Response:
-        self._check(request)
+        actor = self._check(request)
         entries = [
             capxml.FeedEntry(
                 incident_id=n.incident_id,
@@ -124,16 +141,16 @@ class CapRoutes:
                 summary=n.text,
             )
             for n in self.current().values()
-            if n.cap
+            if n.cap and actor.sees(n.incident.get("region"))
         ]
         base = str(request.url.origin())
         body = capxml.build_feed(entries, base_url=base, title="hub: CAP alerts", author="hub")
         return web.Response(body=body, content_type=capxml.ATOM_MIME, charset="utf-8")
 
     async def _alert(self, request: web.Request) -> web.Response:
-        self._check(request)
+        actor = self._check(request)
         note = self.current().get(request.match_info["incident_id"])
-        if note is None or note.cap is None:
+        if note is None or note.cap is None or not actor.sees(note.incident.get("region")):
             raise web.HTTPNotFound(reason="no current CAP alert for this incident")
         body = str(note.cap["xml"]).encode()
         return web.Response(body=body, content_type=capxml.CAP_MIME, charset="utf-8")
