@@ -15,10 +15,11 @@ from aiohttp import web
 
 from hub.api import openapi, stream
 from hub.api.auth import authorized, error, install
-from hub.api.body import BodyError, path_id, read_object
+from hub.api.body import MAX_NOTE, BodyError, path_id, read_object, text_field
 from hub.api.room import STATES, Room, matching, public
+from hub.api.timeline import timeline
 from hub.durations import DurationError, parse_duration
-from hub.rules.events import IncidentNotFoundError
+from hub.rules.events import IncidentNotFoundError, IncidentStateError
 from hub.rules.service import rfc3339
 from hub.storage.influx import InfluxError, quote_ident
 from hub.store import StoreError
@@ -60,6 +61,9 @@ def add_routes(app: web.Application, room: Room, tokens: Any) -> None:
     add.add_get("/api/incidents", _incidents)
     add.add_get("/api/incidents/{id}", _incident)
     add.add_post("/api/incidents/{id}/ack", _ack)
+    add.add_post("/api/incidents/{id}/notes", _note)
+    add.add_post("/api/incidents/{id}/archive", _archive)
+    add.add_get("/api/incidents/{id}/timeline", _timeline)
     add.add_get("/api/audit", _audit)
     add.add_get("/api/rules", _rules)
     add.add_get("/api/stream", _stream)
@@ -218,7 +222,8 @@ async def _incident(request: web.Request, _actor: str) -> web.StreamResponse:
 async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
     room = request.app[ROOM]
     try:
-        await read_object(request, (), "acknowledging")
+        data = await read_object(request, ("note",), "acknowledging")
+        note = text_field(data, "note", MAX_NOTE)
         incident_id = path_id(request, "id", "incident")
     except BodyError as exc:
         return error(exc.status, str(exc))
@@ -228,7 +233,7 @@ async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
     if incident.state == "cleared":
         return error(409, f"incident {incident_id!r} has cleared; there is nothing to acknowledge")
     try:
-        await room.hub.acknowledge(incident_id, actor)
+        await room.hub.acknowledge(incident_id, actor, note)
     except IncidentNotFoundError:
         return error(404, f"no incident {incident_id!r} (it was archived just now)")
     except (StoreError, OSError) as exc:
@@ -239,6 +244,83 @@ async def _ack(request: web.Request, actor: str) -> web.StreamResponse:
         )
     now = room.hub.rules.engine.incident(incident_id)
     return web.json_response({"incident": public((now or incident).to_dict(), room.evidence_dir)})
+
+
+@authorized("operator")
+async def _note(request: web.Request, actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    try:
+        data = await read_object(request, ("text",), "a note")
+        text = text_field(data, "text", MAX_NOTE)
+        if not text.strip():
+            raise BodyError(f"'text' must hold the note: 1 to {MAX_NOTE} characters, not blank")
+        incident_id = path_id(request, "id", "incident")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    try:
+        entry = await room.hub.add_note(incident_id, actor, text)
+    except IncidentNotFoundError:
+        return error(404, f"no incident {incident_id!r} (it may be archived)")
+    except (StoreError, OSError) as exc:
+        return error(503, f"the note on incident {incident_id!r} is not saved ({exc}); try again")
+    note = {"incident_id": incident_id, "ts": rfc3339(entry.ts_ns), "by": actor, "text": text}
+    return web.json_response({"note": note}, status=201)
+
+
+@authorized("operator")
+async def _archive(request: web.Request, actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    try:
+        await read_object(request, (), "archiving")
+        incident_id = path_id(request, "id", "incident")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    incident = room.hub.rules.engine.incident(incident_id)
+    if incident is None:
+        return error(404, f"no incident {incident_id!r} (it may be archived)")
+    if incident.state != "cleared":
+        return error(
+            409, f"incident {incident_id!r} is {incident.state}; only a cleared one can be archived"
+        )
+    try:
+        entry = await room.hub.archive(incident_id, actor)
+    except IncidentNotFoundError:
+        return error(404, f"no incident {incident_id!r} (it was archived just now)")
+    except IncidentStateError as exc:
+        return error(409, str(exc))
+    except (StoreError, OSError) as exc:
+        return error(
+            503,
+            f"incident {incident_id!r} is archived but not saved yet ({exc}); the hub "
+            "saves it as soon as the store takes writes again",
+        )
+    archived = {
+        **public(incident.to_dict(), room.evidence_dir),
+        "state": "archived",
+        "archived_at": rfc3339(entry.ts_ns),
+        "archived_by": actor,
+    }
+    return web.json_response({"incident": archived})
+
+
+@authorized("viewer")
+async def _timeline(request: web.Request, _actor: str) -> web.StreamResponse:
+    room = request.app[ROOM]
+    try:
+        incident_id = path_id(request, "id", "incident")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    incident = room.hub.rules.engine.incident(incident_id)
+    record = incident.to_dict() if incident is not None else None
+    # Audit times are the hub's clock, an opening's a reading's, which may be ahead by up to
+    # ingest.max_future; an archived incident's trail is looked for in the whole audit space.
+    since = 0
+    if incident is not None:
+        since = incident.opened_at - int(room.hub.config.ingest.max_future * 1e9)
+    found = timeline(incident_id, record, await room.hub.audit.about(incident_id, since))
+    if found is None:
+        return error(404, f"no incident {incident_id!r} in the rules or the audit trail")
+    return web.json_response({"incident_id": incident_id, "timeline": found})
 
 
 @authorized("viewer")
