@@ -23,7 +23,7 @@ from hub.actuators.service import ActuatorService
 from hub.api import HealthReport, build_app, serve_http
 from hub.api.check import check_tokens
 from hub.api.routes import add_room_routes
-from hub.audit import AuditLog
+from hub.audit import AuditEntry, AuditLog
 from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
 from hub.detection.service import DetectionService
@@ -37,6 +37,7 @@ from hub.notify.channels import SecretMissingError
 from hub.notify.service import Notifier
 from hub.notify.web import cap_access
 from hub.rules.check import check_rules
+from hub.rules.events import IncidentNotFoundError
 from hub.rules.model import RuleSet
 from hub.rules.rederive import fetch_retained_incidents
 from hub.rules.service import RuleService
@@ -248,16 +249,60 @@ class Hub:
         for index, batch in others.items():
             self._routes[index][1](batch)
 
-    async def acknowledge(self, incident_id: str, by: str) -> None:
-        """An operator acknowledges an incident; audited, and durable before this returns
-        (raises IncidentNotFoundError, or StoreError when it could not be saved yet)."""
+    async def acknowledge(self, incident_id: str, by: str, note: str = "") -> None:
+        """An operator acknowledges an incident, with a note or none; audited (the note in the
+        entry's `note`), and durable before this returns (raises IncidentNotFoundError, or
+        StoreError when it could not be saved yet)."""
         self.rules.acknowledge(incident_id, by)
         self.audit.record(
-            "ack", by, f"acknowledged incident {incident_id}", incident_id=incident_id
+            "ack",
+            by,
+            f"acknowledged incident {incident_id}",
+            incident_id=incident_id,
+            note=note or None,
         )
         # The broker will not bring an acknowledgement back: it counts once the rules'
         # state that holds it is synced, not when it is in memory.
         await self.rules.persist()
+
+    async def add_note(self, incident_id: str, by: str, text: str) -> AuditEntry:
+        """An operator's note on an incident not archived: an audit entry of kind `note`
+        whose detail is the text, synced before this returns (raises IncidentNotFoundError,
+        or StoreError / OSError when the store does not take it)."""
+        if self.rules.engine.incident(incident_id) is None:
+            raise IncidentNotFoundError(f"no incident {incident_id} (it may have been archived)")
+        return await self.audit.record_durable("note", by, text, incident_id=incident_id)
+
+    async def archive(self, incident_id: str, by: str) -> AuditEntry:
+        """An operator archives a cleared incident: the engine's own archiving, dispatched as
+        the clock's is (the retained message cleared, the history written), audited, and
+        durable before this returns. Raises IncidentNotFoundError, IncidentStateError for an
+        incident not cleared, or StoreError when it could not be saved yet.
+
+        The audit entry keeps the incident's times, which the engine forgets: the timeline
+        of an archived incident reads them there."""
+        incident = self.rules.engine.incident(incident_id)
+        if incident is None:
+            raise IncidentNotFoundError(f"no incident {incident_id} (it may have been archived)")
+        self.rules.archive(incident_id)
+        entry = self.audit.record(
+            "archive",
+            by,
+            f"archived incident {incident_id}",
+            incident_id=incident_id,
+            rule=incident.rule,
+            title=incident.title,
+            severity=incident.severity,
+            opened_at=incident.opened_at,
+            acked_at=incident.acked_at,
+            acked_by=incident.acked_by,
+            cleared_at=incident.cleared_at,
+            region=incident.region,
+        )
+        # Like an acknowledgement, nothing will bring the archiving back: it counts once the
+        # rules' state without the incident (and the event that clears its message) is synced.
+        await self.rules.persist()
+        return entry
 
     def _on_durable(self, tokens: list[object]) -> None:
         # Stored is not enough: the rules' state that reflects these readings must be saved

@@ -83,6 +83,27 @@ class AuditLog:
         self, kind: str, actor: str, detail: str, **fields: str | int | float | bool | None
     ) -> AuditEntry:
         """Audit one act; `actor` is a person's token name, or `hub` / a rule id for automation."""
+        return self._record(kind, actor, detail, fields, must_store=False)
+
+    async def record_durable(
+        self, kind: str, actor: str, detail: str, **fields: str | int | float | bool | None
+    ) -> AuditEntry:
+        """Audit an act that is nothing but its entry (an operator's note): the entry is
+        synced before this returns, and StoreError (or OSError) is raised when the store does
+        not take it, rather than logged."""
+        entry = self._record(kind, actor, detail, fields, must_store=True)
+        await self.store.sync()
+        return entry
+
+    def _record(
+        self,
+        kind: str,
+        actor: str,
+        detail: str,
+        fields: dict[str, str | int | float | bool | None],
+        *,
+        must_store: bool,
+    ) -> AuditEntry:
         # Two entries in the same nanosecond would share a key (and, in InfluxDB, a point).
         ts = max(self.clock(), self._last_ns + 1)
         self._last_ns = ts
@@ -91,6 +112,8 @@ class AuditLog:
         try:
             self.store.commit(Changes().put(SPACE, seq_key(ts), entry.to_dict()))
         except StoreError:
+            if must_store:
+                raise
             # The act is done already (a command sent, an incident acknowledged): what is
             # left is to say so where an operator will see it, with the whole entry.
             log.exception("audit: entry not stored: %s", orjson.dumps(entry.to_dict()).decode())
@@ -142,3 +165,33 @@ class AuditLog:
             # A rare kind can mean reading the whole space: not in one go on the event loop.
             await asyncio.sleep(0)
         return found[:limit]
+
+    async def about(self, incident_id: str, since_ns: int = 0) -> list[AuditEntry]:
+        """The entries about one incident, oldest first, from `since_ns` on: those that carry
+        its `incident_id`, and those of the commands that these name (`command_id`: their
+        status changes and the actuators' acknowledgements carry no incident id)."""
+        found: list[AuditEntry] = []
+        before: str | None = None
+        done = False
+        while not done:
+            page = self.store.scan(SPACE, before=before, limit=PAGE, reverse=True)
+            for _, data in page:
+                if int(data["ts"]) < since_ns:
+                    done = True
+                    break
+                if data.get("incident_id") == incident_id or "command_id" in data:
+                    found.append(AuditEntry.from_dict(data))
+            if len(page) < PAGE:
+                break
+            before = page[-1][0]
+            await asyncio.sleep(0)  # the whole space, at worst: not in one go on the loop
+        commands = {
+            e.fields["command_id"]
+            for e in found
+            if e.fields.get("incident_id") == incident_id and "command_id" in e.fields
+        }
+        return [
+            e
+            for e in reversed(found)
+            if e.fields.get("incident_id") == incident_id or e.fields.get("command_id") in commands
+        ]

@@ -197,4 +197,9 @@ class Reporter:
             severity=severity,
             evidence={"kind": "note", "text": f"escalated to {severity}: not acknowledged"},
         )
-        self.audit.record("escalation", "hub", f"incident {incident.id} escalated to {severity}")
+        self.audit.record(
+            "escalation",
+            "hub",
+            f"incident {incident.id} escalated to {severity}",
+            incident_id=incident.id,
+        )

@@ -21,6 +21,7 @@ from aiohttp import web
 from hub.durations import DurationError, format_duration, parse_duration
 
 MAX_TEXT = 500  # characters of free text (an operator's reason)
+MAX_NOTE = 2000  # characters of an operator's note on an incident
 MAX_WORD = 64  # characters of a word (a command)
 
 _WORD = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_WORD - 1}}}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub import __version__
-from hub.api.body import MAX_TEXT, MAX_WORD
+from hub.api.body import MAX_NOTE, MAX_TEXT, MAX_WORD
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
@@ -170,6 +170,74 @@ _COMMAND = {
         },
     },
 }
+_NOTE_TEXT: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NOTE,
+    "description": "no control characters but newline and tab",
+}
+_TIMELINE_ENTRY: dict[str, Any] = {
+    "type": "object",
+    "required": ["ts", "kind", "text"],
+    "additionalProperties": True,
+    "properties": {
+        "ts": {"type": "string", "format": "date-time"},
+        "kind": {
+            "enum": [
+                "opened",
+                "acknowledged",
+                "note",
+                "action",
+                "command",
+                "notification",
+                "detection",
+                "escalation",
+                "cleared",
+                "archived",
+            ]
+        },
+        "by": {"type": "string", "description": "who: a token's name, a rule, an actuator"},
+        "text": {"type": "string"},
+        "note": {"type": "string", "description": "an acknowledgement's note"},
+    },
+}
+
+
+def _note_op() -> dict[str, Any]:
+    op = _op(
+        "Add an operator's note to an incident (audited, kind note); durable before the answer",
+        "operator",
+        _json(
+            {
+                "type": "object",
+                "properties": {
+                    "note": {
+                        "type": "object",
+                        "properties": {
+                            "incident_id": {"type": "string"},
+                            "ts": {"type": "string", "format": "date-time"},
+                            "by": {"type": "string"},
+                            "text": {"type": "string"},
+                        },
+                    }
+                },
+            },
+            "the note, kept",
+        ),
+        params=[_path("id", "incident id")],
+        body={
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["text"],
+            "properties": {"text": _NOTE_TEXT},
+        },
+        errors=(400, 404),
+        status="201",
+    )
+    op["requestBody"]["required"] = True
+    return op
+
+
 _STATES = "active, acknowledged, cleared, or open (active and acknowledged); comma-separated"
 
 
@@ -249,8 +317,44 @@ def document() -> dict[str, Any]:
                 "operator",
                 _json(_one("incident", "Incident")),
                 params=[_path("id", "incident id")],
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "empty, or a note kept in the acknowledgement's audit entry",
+                    "properties": {"note": _NOTE_TEXT},
+                },
+                errors=(400, 404, 409),
+            )
+        },
+        "/api/incidents/{id}/notes": {"post": _note_op()},
+        "/api/incidents/{id}/archive": {
+            "post": _op(
+                "Archive a cleared incident (audited): its retained MQTT message is cleared "
+                "and it leaves the incidents; durable before the answer",
+                "operator",
+                _json(_one("incident", "Incident"), "archived: the incident as it was, archived"),
+                params=[_path("id", "incident id")],
                 body={"type": "object", "additionalProperties": False, "description": "empty"},
                 errors=(400, 404, 409),
+            )
+        },
+        "/api/incidents/{id}/timeline": {
+            "get": _op(
+                "An incident's history, oldest first: opened, acknowledged, notes, actions, "
+                "commands, notifications, detections, cleared, archived; from the incident "
+                "(until archived) and the audit trail",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "incident_id": {"type": "string"},
+                            "timeline": {"type": "array", "items": _TIMELINE_ENTRY},
+                        },
+                    }
+                ),
+                params=[_path("id", "incident id")],
+                errors=(404,),
             )
         },
         "/api/audit": {
@@ -346,7 +450,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "hub: situation-room API",
             "version": __version__,
-            "description": "Reads need a viewer token, acknowledging and commands an operator "
+            "description": "Reads need a viewer token; acknowledging, notes, archiving and "
+            "commands an operator "
             "token (Authorization: Bearer <token>). Errors are JSON: {error, status}.",
         },
         "paths": paths,

@@ -16,10 +16,11 @@ from aiohttp import web
 
 from hub.api import openapi, stream
 from hub.api.auth import Actor, authorized, error, install, refuse
-from hub.api.body import BodyError, path_id, read_object
+from hub.api.body import MAX_NOTE, BodyError, path_id, read_object, text_field
 from hub.api.room import STATES, Room, matching, public
+from hub.api.timeline import timeline
 from hub.durations import DurationError, parse_duration
-from hub.rules.events import IncidentNotFoundError
+from hub.rules.events import IncidentNotFoundError, IncidentStateError
 from hub.rules.service import rfc3339
 from hub.storage.influx import InfluxError, quote_ident
 from hub.store import StoreError
@@ -61,6 +62,9 @@ def add_routes(app: web.Application, room: Room, tokens: Any) -> None:
     add.add_get("/api/incidents", _incidents)
     add.add_get("/api/incidents/{id}", _incident)
     add.add_post("/api/incidents/{id}/ack", _ack)
+    add.add_post("/api/incidents/{id}/notes", _note)
+    add.add_post("/api/incidents/{id}/archive", _archive)
+    add.add_get("/api/incidents/{id}/timeline", _timeline)
     add.add_get("/api/audit", _audit)
     add.add_get("/api/rules", _rules)
     add.add_get("/api/stream", _stream)
@@ -224,7 +228,8 @@ async def _incident(request: web.Request, actor: Actor) -> web.StreamResponse:
 async def _ack(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
     try:
-        await read_object(request, (), "acknowledging")
+        data = await read_object(request, ("note",), "acknowledging")
+        note = text_field(data, "note", MAX_NOTE)
         incident_id = path_id(request, "id", "incident")
     except BodyError as exc:
         return error(exc.status, str(exc))
@@ -237,7 +242,7 @@ async def _ack(request: web.Request, actor: Actor) -> web.StreamResponse:
     if incident.state == "cleared":
         return error(409, f"incident {incident_id!r} has cleared; there is nothing to acknowledge")
     try:
-        await room.hub.acknowledge(incident_id, actor.name)
+        await room.hub.acknowledge(incident_id, actor.name, note)
     except IncidentNotFoundError:
         return error(404, f"no incident {incident_id!r} (it was archived just now)")
     except (StoreError, OSError) as exc:
@@ -248,6 +253,97 @@ async def _ack(request: web.Request, actor: Actor) -> web.StreamResponse:
         )
     now = room.hub.rules.engine.incident(incident_id)
     return web.json_response({"incident": public((now or incident).to_dict(), room.evidence_dir)})
+
+
+@authorized("operator")
+async def _note(request: web.Request, actor: Actor) -> web.StreamResponse:
+    room = request.app[ROOM]
+    try:
+        data = await read_object(request, ("text",), "a note")
+        text = text_field(data, "text", MAX_NOTE)
+        if not text.strip():
+            raise BodyError(f"'text' must hold the note: 1 to {MAX_NOTE} characters, not blank")
+        incident_id = path_id(request, "id", "incident")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    incident = room.hub.rules.engine.incident(incident_id)
+    if incident is not None and not actor.sees(incident.region):
+        thing = f"incident {incident_id}"
+        return refuse(room.hub.audit, actor, thing, incident.region, incident_id=incident_id)
+    try:
+        entry = await room.hub.add_note(incident_id, actor.name, text)
+    except IncidentNotFoundError:
+        return error(404, f"no incident {incident_id!r} (it may be archived)")
+    except (StoreError, OSError) as exc:
+        return error(503, f"the note on incident {incident_id!r} is not saved ({exc}); try again")
+    note = {"incident_id": incident_id, "ts": rfc3339(entry.ts_ns), "by": actor.name, "text": text}
+    return web.json_response({"note": note}, status=201)
+
+
+@authorized("operator")
+async def _archive(request: web.Request, actor: Actor) -> web.StreamResponse:
+    room = request.app[ROOM]
+    try:
+        await read_object(request, (), "archiving")
+        incident_id = path_id(request, "id", "incident")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    incident = room.hub.rules.engine.incident(incident_id)
+    if incident is None:
+        return error(404, f"no incident {incident_id!r} (it may be archived)")
+    if not actor.sees(incident.region):
+        thing = f"incident {incident_id}"
+        return refuse(room.hub.audit, actor, thing, incident.region, incident_id=incident_id)
+    if incident.state != "cleared":
+        return error(
+            409, f"incident {incident_id!r} is {incident.state}; only a cleared one can be archived"
+        )
+    try:
+        entry = await room.hub.archive(incident_id, actor.name)
+    except IncidentNotFoundError:
+        return error(404, f"no incident {incident_id!r} (it was archived just now)")
+    except IncidentStateError as exc:
+        return error(409, str(exc))
+    except (StoreError, OSError) as exc:
+        return error(
+            503,
+            f"incident {incident_id!r} is archived but not saved yet ({exc}); the hub "
+            "saves it as soon as the store takes writes again",
+        )
+    archived = {
+        **public(incident.to_dict(), room.evidence_dir),
+        "state": "archived",
+        "archived_at": rfc3339(entry.ts_ns),
+        "archived_by": actor.name,
+    }
+    return web.json_response({"incident": archived})
+
+
+@authorized("viewer")
+async def _timeline(request: web.Request, actor: Actor) -> web.StreamResponse:
+    room = request.app[ROOM]
+    try:
+        incident_id = path_id(request, "id", "incident")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    incident = room.hub.rules.engine.incident(incident_id)
+    if incident is not None and not actor.sees(incident.region):  # another city's
+        return error(404, f"no incident {incident_id!r} in the rules or the audit trail")
+    record = incident.to_dict() if incident is not None else None
+    # Audit times are the hub's clock, an opening's a reading's, which may be ahead by up to
+    # ingest.max_future; an archived incident's trail is looked for in the whole audit space.
+    since = 0
+    if incident is not None:
+        since = incident.opened_at - int(room.hub.config.ingest.max_future * 1e9)
+    trail = await room.hub.audit.about(incident_id, since)
+    if incident is None and actor.regions is not None:  # archived: its region is in the trail
+        region = next((e.fields.get("region") for e in trail if e.kind == "archive"), None)
+        if not actor.sees(region if isinstance(region, str) else None):
+            return error(404, f"no incident {incident_id!r} in the rules or the audit trail")
+    found = timeline(incident_id, record, trail)
+    if found is None:
+        return error(404, f"no incident {incident_id!r} in the rules or the audit trail")
+    return web.json_response({"incident_id": incident_id, "timeline": found})
 
 
 @authorized("viewer")

@@ -396,6 +396,12 @@ class RuleService:
         """An operator acknowledges an incident (raises IncidentNotFoundError)."""
         self._emit(self.engine.acknowledge(incident_id, by, self.clock()), replayed=False)
 
+    def archive(self, incident_id: str) -> None:
+        """An operator archives a cleared incident: the engine's transition, whose event is
+        dispatched as the clock's archiving is (raises IncidentNotFoundError, or
+        IncidentStateError when the incident has not cleared)."""
+        self._emit(self.engine.archive(incident_id, self.clock()), replayed=False)
+
     def raise_system(
         self,
         rule: str,

@@ -415,12 +415,20 @@ REFUSALS: list[tuple[str, bytes, int, str]] = [
     ("command", b'{"reason": "' + b"x" * 2**21 + b'"}', 413, "larger than"),
     ("confirm", b'{"approve": "no"}', 400, "'approve'"),
     ("confirm", b'{"aprove": false}', 400, "unknown keys"),
-    ("ack", b'{"note": "x"}', 400, "unknown keys"),
+    ("ack", b'{"reason": "x"}', 400, "unknown keys"),
+    ("ack", b'{"note": "' + b"x" * 2001 + b'"}', 400, "2000 characters"),
+    ("ack", b'{"note": "a\\u0007b"}', 400, "'note'"),
+    ("note", b'{"text": ""}', 400, "'text'"),
+    ("note", b'{"text": "' + b"x" * 2001 + b'"}', 400, "2000 characters"),
+    ("note", b'{"text": "ok", "by": "me"}', 400, "unknown keys"),
+    ("archive", b'{"force": true}', 400, "unknown keys"),
 ]
 PATHS = {
     "command": "/api/actuators/bar-1/command",
     "confirm": "/api/actuators/bar-1/commands/{cid}/confirm",
     "ack": "/api/incidents/whatever/ack",
+    "note": "/api/incidents/whatever/notes",
+    "archive": "/api/incidents/whatever/archive",
 }
 
 

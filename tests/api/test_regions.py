@@ -266,3 +266,22 @@ async def test_a_token_naming_an_unknown_region_stops_the_start(
     assert "token 'desk-suwn' names region 'suwn'" in problem.message
     assert "did you mean 'suwon'?" in problem.message
     assert problem.line > 0
+
+
+async def test_notes_archive_and_timeline_keep_to_the_city(
+    api: Api, sensors: Peer, prefix: str
+) -> None:
+    suwon_incident, goyang_incident = await _incidents(api, sensors, prefix)
+    note = {"json": {"text": "crew on the way"}}
+    status, body = await api.call("POST", f"/api/incidents/{goyang_incident}/notes", SUWON, **note)
+    assert status == 403, body
+    status, body = await api.call("POST", f"/api/incidents/{goyang_incident}/archive", SUWON)
+    assert status == 403, body
+    status, _ = await api.call("GET", f"/api/incidents/{goyang_incident}/timeline", SUWON)
+    assert status == 404
+    status, _ = await api.call("POST", f"/api/incidents/{suwon_incident}/notes", SUWON, **note)
+    assert status == 201
+    timeline = (await api.get(f"/api/incidents/{suwon_incident}/timeline", SUWON))["timeline"]
+    assert "crew on the way" in [e.get("text") for e in timeline]
+    status, _ = await api.call("GET", f"/api/incidents/{goyang_incident}/timeline", GOYANG)
+    assert status == 200

@@ -73,7 +73,7 @@ async def test_acknowledging_needs_an_operator(api: Api, sensors: Peer, prefix: 
     [
         ("{not json", "not JSON"),
         ("[1, 2]", "JSON object"),
-        ('{"note": "x"}', "unknown keys"),
+        ('{"reason": "x"}', "unknown keys"),
     ],
 )
 async def test_malformed_ack_bodies(api: Api, body: str, message: str) -> None:
