@@ -62,5 +62,9 @@ def guarded(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Await
             await run()
         except Exception as exc:  # one run failing is not the end of the job
             failed(name, exc)
+        except asyncio.CancelledError:
+            # The scheduler cancels a run in progress when the hub stops, and would log that
+            # as a failed job; the hub's shutdown does the work itself (a last state save).
+            log.debug("%s: a run cancelled as the hub stops", name)
 
     return job

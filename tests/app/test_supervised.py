@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hub.metrics import REGISTRY
+from hub.scheduler import Job, start_scheduler
 from hub.services import LocalInflux
 from hub.supervise import supervised
 from tests.helpers import (
@@ -87,3 +88,20 @@ async def test_a_refused_dead_letter_does_not_stop_the_hub(
                 sensor.close()
     finally:
         broker.stop()
+
+
+async def test_a_job_running_when_the_scheduler_stops_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    running_now = asyncio.Event()
+
+    async def slow() -> None:
+        running_now.set()
+        await asyncio.sleep(30)
+
+    scheduler = start_scheduler([Job("slow", 0.05, slow)])
+    await asyncio.wait_for(running_now.wait(), 5)
+    scheduler.shutdown(wait=False)
+    await asyncio.sleep(0)  # the cancelled run's callbacks
+    await asyncio.sleep(0)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
