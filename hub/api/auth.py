@@ -34,10 +34,12 @@ class Token(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who a request acts for: the token's name and its regions (None: every region)."""
+    """Who a request acts for: the token's name, its regions (None: every region) and its
+    role (what the page offers it)."""
 
     name: str
     regions: frozenset[str] | None = None
+    role: str = "viewer"
 
     def sees(self, region: str | None) -> bool:
         """Whether the token may see (and, with its role, act on) what is in `region`; what
@@ -114,7 +116,7 @@ def require(request: web.Request, role: str) -> Actor:
     if ROLES.index(found.role) < ROLES.index(role):
         raise AuthError(403, f"this needs the {role} role; token {found.name!r} is {found.role}")
     regions = None if found.regions is None else frozenset(found.regions)
-    return Actor(found.name, regions)
+    return Actor(found.name, regions, found.role)
 
 
 Handler = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]

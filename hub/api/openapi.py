@@ -251,6 +251,23 @@ def document() -> dict[str, Any]:
         },
         "/metrics": {"get": _op("Prometheus metrics", None, {"description": "text exposition"})},
         "/api/openapi.json": {"get": _op("This document", None, _json(_OBJECT))},
+        "/api/me": {
+            "get": _op(
+                "The token's name, role and regions (null: the whole province), for the page "
+                "to show only what the role allows",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "name": text,
+                            "role": {"enum": ["viewer", "operator", "admin"]},
+                            "regions": {"type": "array", "items": text, "nullable": True},
+                        },
+                    }
+                ),
+            )
+        },
         "/api/map": {
             "get": _op(
                 "Base tiles URL, regions (GeoJSON), sites, actuators' places",

@@ -55,6 +55,7 @@ def add_routes(app: web.Application, room: Room, tokens: Any) -> None:
     add = app.router
     add.add_get("/", _index)
     add.add_static("/static/", WEB, append_version=False)
+    add.add_get("/api/me", _me)
     add.add_get("/api/map", _map)
     add.add_get("/api/sensors", _sensors)
     add.add_get("/api/sensors/{id}/readings", _readings)
@@ -102,6 +103,13 @@ async def _index(_: web.Request) -> web.StreamResponse:
 
 def _split(request: web.Request, name: str) -> set[str]:
     return {v.strip() for v in request.query.get(name, "").split(",") if v.strip()}
+
+
+@authorized("viewer")
+async def _me(_: web.Request, actor: Actor) -> web.StreamResponse:
+    # What the token is: the page shows the controls of its role and the regions it sees.
+    regions = None if actor.regions is None else sorted(actor.regions)
+    return web.json_response({"name": actor.name, "role": actor.role, "regions": regions})
 
 
 @authorized("viewer")

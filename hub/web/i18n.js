@@ -37,6 +37,16 @@ const LABELS = {
     site: "장소",
     rulesInvalid: "규칙 파일 오류: 이전 규칙으로 운영 중",
     camera: "CCTV",
+    province: "도 전체",
+    timeline: "경과",
+    noTimeline: "기록 없음",
+    addNote: "메모 추가",
+    ackWithNote: "메모와 함께 확인",
+    archive: "보관",
+    archived: "사건을 보관했습니다",
+    noteAdded: "메모를 남겼습니다",
+    notePlaceholder: "메모",
+    roles: { viewer: "열람", operator: "운영", admin: "관리" },
     barrier: "차단기 등 제어 장치",
     states: {
       active: "발생", acknowledged: "확인됨", cleared: "해제", archived: "보관",
@@ -79,6 +89,16 @@ const LABELS = {
     site: "Site",
     rulesInvalid: "Rule files have errors: the last good rules are running",
     camera: "camera",
+    province: "province",
+    timeline: "Timeline",
+    noTimeline: "Nothing recorded",
+    addNote: "Add note",
+    ackWithNote: "Acknowledge with note",
+    archive: "Archive",
+    archived: "Incident archived",
+    noteAdded: "Note added",
+    notePlaceholder: "Note",
+    roles: { viewer: "viewer", operator: "operator", admin: "admin" },
     barrier: "barrier, pump, sign, siren",
     states: {
       active: "active", acknowledged: "acknowledged", cleared: "cleared", archived: "archived",
@@ -102,6 +122,9 @@ function t(key, vars) {
 function applyLabels() {
   document.documentElement.lang = lang;
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-placeholder]")) {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
+  }
   document.title = `${t("title")} · hub`;
   document.getElementById("lang").textContent = lang === "ko" ? "EN" : "한국어";
 }

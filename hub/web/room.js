@@ -8,8 +8,13 @@ const room = {
   token: sessionStorage.getItem("hub.token") || "",
   sensors: new Map(), markers: new Map(), incidents: new Map(), actuators: new Map(),
   sites: new Map(), positions: new Map(), map: null, detail: null, layers: {}, stream: null, selected: null,
-  objectUrls: { detail: [], cameras: [] },
+  objectUrls: { detail: [], cameras: [] }, me: null, timelineAsked: 0,
 };
+
+// What the token may do: a viewer is shown no control that would only answer 403.
+function canAct() {
+  return Boolean(room.me) && (room.me.role === "operator" || room.me.role === "admin");
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -229,6 +234,7 @@ function renderActuators() {
     const item = el("li", { class: "actuator", dataset: { id: a.id } },
       el("span", { class: "name" }, a.name || a.id, el("br"),
         el("span", { class: "state" }, `${siteName(a.site)} · ${status}`)));
+    if (!canAct()) { list.append(item); continue; }
     if (pending && pending.state === "awaiting_confirmation") {
       item.append(el("button", { class: "danger", onclick: () => confirmHeld(a, pending) },
         t("confirmHeld")));
@@ -289,11 +295,11 @@ function renderIncidents() {
   list.replaceChildren(...shown.map(incidentItem));
   $("incident-count").textContent = String(shown.filter((i) => i.state !== "cleared").length);
   $("no-incidents").hidden = shown.length > 0;
-  if (room.detail && room.incidents.has(room.detail)) showIncident(room.detail);
+  if (room.detail && room.incidents.has(room.detail)) showIncident(room.detail, false);
 }
 
 function incidentItem(i) {
-  const ack = i.state === "active"
+  const ack = i.state === "active" && canAct()
     ? el("button", { class: "ack", onclick: (e) => { e.stopPropagation(); acknowledge(i.id); } }, t("ack"))
     : null;
   const where = [i.region, siteName(i.site)].filter(Boolean).join(" · ");
@@ -308,16 +314,71 @@ function incidentItem(i) {
   ack);
 }
 
-async function acknowledge(id) {
+async function acknowledge(id, note) {
   try {
-    const data = await api(`/api/incidents/${encodeURIComponent(id)}/ack`, { method: "POST", body: {} });
+    const body = note ? { note } : {};
+    const data = await api(`/api/incidents/${encodeURIComponent(id)}/ack`, { method: "POST", body });
     room.incidents.set(id, data.incident);
     renderIncidents();
     toast(t("ackDone"));
-  } catch (err) { fail(err); }
+    return true;
+  } catch (err) { fail(err); return false; }
 }
 
-function showIncident(id) {
+// -- the detail's timeline, notes and archiving --------------------------------------------------
+
+async function loadTimeline(id) {
+  const asked = ++room.timelineAsked; // only the latest answer is drawn
+  let data;
+  try {
+    data = await api(`/api/incidents/${encodeURIComponent(id)}/timeline`);
+  } catch (err) {
+    if (err.status !== 404) fail(err);
+    return;
+  }
+  if (asked !== room.timelineAsked || room.detail !== id) return;
+  const items = data.timeline.map((e) => el("li", { class: `entry kind-${e.kind}`, dataset: { kind: e.kind } },
+    el("span", { class: "ts" }, when(e.ts)), e.by ? el("span", { class: "by" }, e.by) : null,
+    el("span", { class: "text" }, e.note ? `${e.text}: ${e.note}` : e.text)));
+  if (!items.length) items.push(el("li", { class: "muted" }, t("noTimeline")));
+  $("timeline").replaceChildren(...items);
+}
+
+async function addNote() {
+  const id = room.detail, text = $("note-text").value.trim();
+  if (!id || !text) return;
+  try {
+    await api(`/api/incidents/${encodeURIComponent(id)}/notes`, { method: "POST", body: { text } });
+    $("note-text").value = "";
+    toast(t("noteAdded"));
+  } catch (err) { fail(err); }
+  loadTimeline(id);
+}
+
+async function acknowledgeWithNote() {
+  const id = room.detail;
+  if (!id) return;
+  if (await acknowledge(id, $("note-text").value.trim())) $("note-text").value = "";
+  loadTimeline(id);
+}
+
+async function archive() {
+  const id = room.detail, i = room.incidents.get(id);
+  if (!i || !(await ask(`${t("archive")}: ${i.title || i.rule}?`))) return;
+  try {
+    const data = await api(`/api/incidents/${encodeURIComponent(id)}/archive`, { method: "POST", body: {} });
+    room.incidents.set(id, data.incident);
+    toast(t("archived"));
+  } catch (err) { fail(err); }
+  renderIncidents();
+  loadTimeline(id);
+}
+
+$("note-add").addEventListener("click", addNote);
+$("detail-ack").addEventListener("click", acknowledgeWithNote);
+$("detail-archive").addEventListener("click", archive);
+
+function showIncident(id, pan) {
   const i = room.incidents.get(id);
   if (!i) return;
   room.detail = id;
@@ -340,8 +401,13 @@ function showIncident(id) {
   }
   $("detail-body").replaceChildren(facts, el("h3", {}, t("actions")), actions,
     el("h3", {}, t("evidence")), evidence);
+  $("detail-controls").hidden = !canAct();
+  $("detail-ack").hidden = i.state !== "active";
+  $("detail-archive").hidden = i.state !== "cleared";
+  $("note-add").hidden = i.state === "archived";
+  loadTimeline(id);
   const sensor = room.sensors.get(i.subject);
-  if (sensor && room.map) room.map.panTo([sensor.lat, sensor.lon]);
+  if (sensor && room.map && pan !== false) room.map.panTo([sensor.lat, sensor.lon]);
 }
 
 // -- a sensor's chart --------------------------------------------------------------------------
@@ -435,15 +501,27 @@ async function loadRules() {
 }
 
 function renderAll() {
+  renderWho();
   renderLegend();
   for (const s of room.sensors.values()) updateSensor(s);
   renderIncidents();
   renderActuators();
 }
 
+function renderWho() {
+  const me = room.me;
+  $("who").hidden = !me;
+  if (!me) return;
+  document.body.dataset.role = me.role;
+  $("who-name").textContent = `${me.name} (${t(`roles.${me.role}`)})`;
+  $("who-regions").textContent = me.regions ? me.regions.join(", ") : t("province");
+}
+
 async function start() {
   if (!room.token) { signIn(); return; }
   try {
+    room.me = await api("/api/me");
+    renderWho();
     await setUpMap();
     document.body.dataset.ready = "true";
   } catch (err) { fail(err); return; }

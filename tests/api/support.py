@@ -76,11 +76,12 @@ def hub_config(
     database: str,
     uid: str,
     listen: str,
+    extra_tokens: list[dict[str, Any]] | None = None,
 ) -> Path:
     """A hub.yaml with the demo tokens, the flood rule and a listen address of the test's own."""
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "flood.yaml").write_text(FLOOD)
-    tokens = api_tokens(OPERATOR, VIEWER)
+    tokens: list[dict[str, Any]] = [*api_tokens(OPERATOR, VIEWER), *(extra_tokens or [])]
     return write_config(
         tmp_path / "hub.yaml",
         **service_sections(mosquitto_url, influx_url, prefix, database, uid, flush_interval="50ms"),

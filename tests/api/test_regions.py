@@ -114,6 +114,26 @@ def _regions(items: list[dict[str, Any]]) -> set[str]:
     return {i["region"] for i in items}
 
 
+async def test_me_tells_the_page_the_tokens_name_role_and_regions(api: Api) -> None:
+    assert await api.get("/api/me", OPERATOR) == {
+        "name": "desk-1",
+        "role": "operator",
+        "regions": None,
+    }
+    assert await api.get("/api/me", VIEWER) == {"name": "wall", "role": "viewer", "regions": None}
+    assert await api.get("/api/me", SUWON) == {
+        "name": "desk-suwon",
+        "role": "operator",
+        "regions": ["suwon"],
+    }
+    assert await api.get("/api/me", GOYANG) == {
+        "name": "wall-goyang",
+        "role": "viewer",
+        "regions": ["goyang"],
+    }
+    assert (await api.call("GET", "/api/me", "not-a-token"))[0] == 401
+
+
 async def test_a_city_token_reads_only_its_city(api: Api, sensors: Peer, prefix: str) -> None:
     suwon_incident, goyang_incident = await _incidents(api, sensors, prefix)
     for token, mine in ((SUWON, {"suwon"}), (GOYANG, {"goyang"}), (VIEWER, {"suwon", "goyang"})):

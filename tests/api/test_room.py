@@ -17,6 +17,7 @@ from tests.helpers import Peer, eventually
 pytestmark = pytest.mark.integration
 
 READS = [
+    "/api/me",
     "/api/map",
     "/api/sensors",
     "/api/sensors/wl-1/readings",

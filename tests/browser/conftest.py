@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
@@ -44,6 +45,12 @@ def rules_text() -> str | None:
 
 
 @pytest.fixture
+def extra_tokens() -> list[dict[str, Any]]:
+    """API tokens besides the demo operator and viewer; a test module may override it."""
+    return []
+
+
+@pytest.fixture
 def hub_process(
     tmp_path: Path,
     mosquitto: LocalMosquitto,
@@ -53,9 +60,12 @@ def hub_process(
     uid: str,
     hub_processes: Callable[[Path], HubProcess],
     rules_text: str | None,
+    extra_tokens: list[dict[str, Any]],
 ) -> HubProcess:
     listen = f"127.0.0.1:{free_port()}"
-    config = hub_config(tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen)
+    config = hub_config(
+        tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen, extra_tokens
+    )
     if rules_text is not None:
         (tmp_path / "rules" / "flood.yaml").write_text(rules_text)
     hub = hub_processes(config)
