@@ -469,7 +469,9 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": "Reads need a viewer token; acknowledging, notes, archiving and "
             "commands an operator "
-            "token (Authorization: Bearer <token>). Errors are JSON: {error, status}.",
+            "token (Authorization: Bearer <token>). A token with regions (a city's) reads "
+            "only those regions, finds another's incidents 404, and is refused acting there "
+            "with 403 (audited). Errors are JSON: {error, status}.",
         },
         "paths": paths,
         "components": {
