@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -14,7 +13,7 @@ from pydantic import BaseModel
 from hub.api.check import tokens_checker
 from hub.config import ConfigError, HubConfig, KeyPath, Problem, format_path, load_config
 from hub.config.problems import display_path
-from hub.config.yaml_source import SourceMap, parse_yaml
+from hub.config.yaml_source import source_map
 from hub.inventory import Inventory, load_inventory
 from hub.notify.check import notify_checker
 from hub.rules.check import rules_checker
@@ -78,11 +77,7 @@ def unset_secrets(config: HubConfig, env: Mapping[str, str]) -> list[Problem]:
     missing = [(path, name) for path, name in _secrets(config, ()) if not env.get(name)]
     if not missing:
         return []
-    file = display_path(config.source) if config.source else "<defaults>"
-    where = SourceMap(None)
-    if config.source is not None:
-        with contextlib.suppress(OSError, UnicodeDecodeError, ConfigError):
-            where = parse_yaml(config.source.read_text(encoding="utf-8-sig"), file)[1]
+    file, where = source_map(config.source)
     problems = []
     for path, name in missing:
         pos = where.nearest(path)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
-from hub.config.problems import ConfigError, Problem, did_you_mean, display_path
-from hub.config.yaml_source import SourceMap, parse_yaml
+from hub.config.problems import ConfigError, Problem, did_you_mean
+from hub.config.yaml_source import source_map
 from hub.inventory import Inventory
 
 if TYPE_CHECKING:
@@ -26,11 +25,7 @@ def tokens_checker(config: HubConfig, inventory: Inventory | None) -> list[Probl
     ]
     if not wrong:
         return []
-    file = display_path(config.source) if config.source else "<defaults>"
-    where = SourceMap(None)
-    if config.source is not None:
-        with contextlib.suppress(OSError, UnicodeDecodeError, ConfigError):
-            where = parse_yaml(config.source.read_text(encoding="utf-8-sig"), file)[1]
+    file, where = source_map(config.source)
     problems = []
     for i, j, name, region in wrong:
         pos = where.nearest(("api", "tokens", i, "regions", j))

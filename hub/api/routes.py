@@ -20,7 +20,7 @@ from hub.api.body import MAX_NOTE, BodyError, path_id, read_object, text_field
 from hub.api.room import STATES, Room, matching, public
 from hub.api.timeline import timeline
 from hub.durations import DurationError, parse_duration
-from hub.rules.events import IncidentNotFoundError, IncidentStateError
+from hub.rules.events import Incident, IncidentNotFoundError, IncidentStateError
 from hub.rules.service import rfc3339
 from hub.storage.influx import InfluxError, quote_ident
 from hub.store import StoreError
@@ -232,6 +232,18 @@ async def _incident(request: web.Request, actor: Actor) -> web.StreamResponse:
     return web.json_response({"incident": public(incident.to_dict(), room.evidence_dir)})
 
 
+def _writable(room: Room, actor: Actor, incident_id: str) -> Incident | web.Response:
+    """The incident an operator acts on, or the answer: 404 if there is none (archived), 403
+    (audited) if it is in a region the token may not act in."""
+    incident = room.hub.rules.engine.incident(incident_id)
+    if incident is None:
+        return error(404, f"no incident {incident_id!r} (it may be archived)")
+    if not actor.sees(incident.region):
+        thing = f"incident {incident_id}"
+        return refuse(room.hub.audit, actor, thing, incident.region, incident_id=incident_id)
+    return incident
+
+
 @authorized("operator")
 async def _ack(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
@@ -241,12 +253,9 @@ async def _ack(request: web.Request, actor: Actor) -> web.StreamResponse:
         incident_id = path_id(request, "id", "incident")
     except BodyError as exc:
         return error(exc.status, str(exc))
-    incident = room.hub.rules.engine.incident(incident_id)
-    if incident is None:
-        return error(404, f"no incident {incident_id!r} (it may be archived)")
-    if not actor.sees(incident.region):
-        thing = f"incident {incident_id}"
-        return refuse(room.hub.audit, actor, thing, incident.region, incident_id=incident_id)
+    incident = _writable(room, actor, incident_id)
+    if isinstance(incident, web.Response):
+        return incident
     if incident.state == "cleared":
         return error(409, f"incident {incident_id!r} has cleared; there is nothing to acknowledge")
     try:
@@ -274,10 +283,9 @@ async def _note(request: web.Request, actor: Actor) -> web.StreamResponse:
         incident_id = path_id(request, "id", "incident")
     except BodyError as exc:
         return error(exc.status, str(exc))
-    incident = room.hub.rules.engine.incident(incident_id)
-    if incident is not None and not actor.sees(incident.region):
-        thing = f"incident {incident_id}"
-        return refuse(room.hub.audit, actor, thing, incident.region, incident_id=incident_id)
+    incident = _writable(room, actor, incident_id)
+    if isinstance(incident, web.Response):
+        return incident
     try:
         entry = await room.hub.add_note(incident_id, actor.name, text)
     except IncidentNotFoundError:
@@ -296,12 +304,9 @@ async def _archive(request: web.Request, actor: Actor) -> web.StreamResponse:
         incident_id = path_id(request, "id", "incident")
     except BodyError as exc:
         return error(exc.status, str(exc))
-    incident = room.hub.rules.engine.incident(incident_id)
-    if incident is None:
-        return error(404, f"no incident {incident_id!r} (it may be archived)")
-    if not actor.sees(incident.region):
-        thing = f"incident {incident_id}"
-        return refuse(room.hub.audit, actor, thing, incident.region, incident_id=incident_id)
+    incident = _writable(room, actor, incident_id)
+    if isinstance(incident, web.Response):
+        return incident
     if incident.state != "cleared":
         return error(
             409, f"incident {incident_id!r} is {incident.state}; only a cleared one can be archived"

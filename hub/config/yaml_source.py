@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hub.config.problems import ConfigError, KeyPath, Problem
+from hub.config.problems import ConfigError, KeyPath, Problem, display_path
 
 # libyaml, where PyYAML was built with it, parses several times faster, with the same marks.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -220,3 +222,14 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     if problems:
         raise ConfigError(problems)
     return data, where
+
+
+def source_map(path: Path | None) -> tuple[str, SourceMap]:
+    """The name a message shows for a config file, and where its keys are: an empty map when
+    there is no file, or when it cannot be read again."""
+    file = display_path(path) if path is not None else "<defaults>"
+    where = SourceMap(None)
+    if path is not None:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ConfigError):
+            where = parse_yaml(path.read_text(encoding="utf-8-sig"), file)[1]
+    return file, where
