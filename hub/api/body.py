@@ -129,7 +129,7 @@ def duration_field(data: Mapping[str, Any], name: str, maximum: float) -> float 
         raise BodyError(f"{name!r} must be a duration such as 5m, of at most {longest}")
     try:
         seconds = parse_duration(value, maximum=maximum)
-    except (DurationError, OverflowError) as exc:
+    except DurationError as exc:
         raise BodyError(f"{name!r}: {exc}") from None
     if seconds <= 0:
         raise BodyError(f"{name!r} must be longer than 0s and at most {longest}")

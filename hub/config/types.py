@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from hub.config.problems import describe
-from hub.durations import MAX_DURATION_S, DurationError, format_duration, parse_duration
+from hub.durations import MAX_DURATION_S, DurationError, parse_duration
 
 # The generic ceiling of a count (queue lengths, group sizes, limits per period): far beyond
 # what a province needs, small enough that a queue of that many items fits in memory.
@@ -38,10 +38,6 @@ def _seconds(value: object, maximum: float = MAX_DURATION_S, why: str = "") -> f
         if text.startswith(_TOO_LONG):  # the reason goes with the limit, not with a typo
             text += why
         raise ValueError(text) from None
-    except OverflowError:  # a whole number too large for a float
-        raise ValueError(
-            f"{_TOO_LONG} {format_duration(maximum)}, got {describe(value)}{why}"
-        ) from None
 
 
 def duration_at_most(maximum: float, why: str = "") -> BeforeValidator:

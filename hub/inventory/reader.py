@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.config.problems import KeyPath, describe, did_you_mean, format_path
-from hub.durations import MAX_DURATION_S, DurationError, format_duration, parse_duration
+from hub.durations import DurationError, parse_duration
 from hub.inventory.model import LonLat, Polygon, Ring
 
 # Ids appear in MQTT topics, so they cannot hold a level separator, a wildcard or spaces.
@@ -158,10 +158,6 @@ class Props:
             seconds = parse_duration(value)
         except DurationError as exc:
             self.problem(key, str(exc))
-            return None
-        except OverflowError:  # a whole number too large for a float
-            limit = format_duration(MAX_DURATION_S)
-            self.problem(key, f"a duration here is at most {limit}, got {describe(value)}")
             return None
         if seconds <= 0:
             self.problem(key, f"must be longer than 0s, got {describe(value)}")

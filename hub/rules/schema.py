@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from hub.config.problems import KeyPath, Problem, describe, did_you_mean, format_path
 from hub.config.yaml_source import SourceMap
-from hub.durations import MAX_DURATION_S, DurationError, format_duration, parse_duration
+from hub.durations import DurationError, parse_duration
 from hub.inventory import Inventory
 from hub.rules.model import Quantity
 from hub.units import CANONICAL, UnitError, converter
@@ -169,10 +169,6 @@ def duration(ctx: Ctx, path: KeyPath, value: object) -> float | None:
         seconds = parse_duration(value)
     except DurationError as exc:
         ctx.error(path, str(exc))
-        return None
-    except OverflowError:  # a whole number too large for a float
-        limit = format_duration(MAX_DURATION_S)
-        ctx.error(path, f"a duration here is at most {limit}, got {describe(value)}")
         return None
     if seconds <= 0:
         ctx.error(path, f"a duration here must be longer than zero, got {value!r}")
