@@ -83,16 +83,18 @@ def _from_incident(incident: Mapping[str, Any], acked_in_audit: bool) -> list[di
     return out
 
 
+# Audit kinds that become a timeline entry of their own kind, with the entry's words as text.
+_PLAIN = {"note": "note", "archive": "archived", "detect": "detection", "escalation": "escalation"}
+
+
 def _from_audit(entry: AuditEntry, incident_id: str) -> dict[str, Any]:
     """One audit entry as a timeline entry."""
     f = entry.fields
     ours = f.get("incident_id") == incident_id
     if entry.kind == "ack" and ours:
         return _entry(entry.ts_ns, "acknowledged", entry.detail, entry.actor, note=f.get("note"))
-    if entry.kind == "note":
-        return _entry(entry.ts_ns, "note", entry.detail, entry.actor)
-    if entry.kind == "archive":
-        return _entry(entry.ts_ns, "archived", entry.detail, entry.actor)
+    if entry.kind in _PLAIN:
+        return _entry(entry.ts_ns, _PLAIN[entry.kind], entry.detail, entry.actor)
     if entry.kind == "notification":
         return _entry(
             entry.ts_ns,
@@ -102,10 +104,6 @@ def _from_audit(entry: AuditEntry, incident_id: str) -> dict[str, Any]:
             channel=f.get("channel"),
             status=f.get("status"),
         )
-    if entry.kind == "detect":
-        return _entry(entry.ts_ns, "detection", entry.detail, entry.actor)
-    if entry.kind == "escalation":
-        return _entry(entry.ts_ns, "escalation", entry.detail, entry.actor)
     # Commands: asked for (with the incident's id), then their status changes,
     # confirmations and the actuators' acknowledgements (with the command's id).
     return _entry(
