@@ -162,7 +162,15 @@ _COMMAND = {
             "maxLength": MAX_TEXT,
             "description": "no control characters but newline and tab",
         },
-        "override": {"type": "boolean", "description": "past an interlock, audited"},
+        "override": {
+            "type": "boolean",
+            "description": "past an interlock or the rate limit; needs a reason; audited",
+        },
+        "incident": {
+            "type": "string",
+            "description": "the incident the command is for: it and its override go into "
+            "the incident's timeline",
+        },
         "expires": {
             "oneOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}],
             "example": "2m",
@@ -374,6 +382,23 @@ def document() -> dict[str, Any]:
                 errors=(404,),
             )
         },
+        "/api/export/incidents.csv": {
+            "get": _op(
+                "The incidents opened in a time range and their timelines, as CSV (UTF-8 with "
+                "a byte order mark; one row per timeline entry, with the incident's columns; "
+                "a cell that a spreadsheet would read as a formula starts with an apostrophe)",
+                "viewer",
+                {
+                    "description": "the file; Content-Disposition: attachment",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                params=[
+                    _query("from", "a duration back from now (default 24h) or an RFC 3339 time"),
+                    _query("to", "the same (default now); at most 92d after from"),
+                ],
+                errors=(400, 503),
+            )
+        },
         "/api/audit": {
             "get": _op(
                 "Recent audit entries, newest first",
@@ -418,7 +443,12 @@ def document() -> dict[str, Any]:
             )
         },
         "/api/actuators": {
-            "get": _op("Actuators with their reported state and commands", "viewer", _json(_OBJECT))
+            "get": _op(
+                "Actuators with their reported state, pending and last commands, and the "
+                "commands their kind takes (`commands`)",
+                "viewer",
+                _json(_OBJECT),
+            )
         },
         "/api/actuators/{id}/command": {
             "post": _op(

@@ -84,7 +84,13 @@ def _from_incident(incident: Mapping[str, Any], acked_in_audit: bool) -> list[di
 
 
 # Audit kinds that become a timeline entry of their own kind, with the entry's words as text.
-_PLAIN = {"note": "note", "archive": "archived", "detect": "detection", "escalation": "escalation"}
+_PLAIN = {
+    "note": "note",
+    "archive": "archived",
+    "detect": "detection",
+    "escalation": "escalation",
+    "override": "override",
+}
 
 
 def _from_audit(entry: AuditEntry, incident_id: str) -> dict[str, Any]:
