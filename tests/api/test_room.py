@@ -233,7 +233,7 @@ async def test_rules_and_map(api: Api) -> None:
     info = await api.get("/api/map")
     assert info["tiles"] is None
     assert {f["properties"]["id"] for f in info["regions"]["features"]} == {"suwon", "goyang"}
-    assert {a["id"] for a in info["actuators"]} == {"bar-1"}
+    assert {a["id"] for a in info["actuators"]} == {"bar-1", "sign-1"}
 
 
 async def test_the_page_and_its_files_are_served(api: Api) -> None:
