@@ -131,9 +131,7 @@ def test_crowded_sensors_stay_clickable(open_room: Callable[[str], Room]) -> Non
         }))"""
     )
     points = list(centres.values())
-    nearest = min(
-        math.dist(a, b) for i, a in enumerate(points) for b in points[i + 1 :]
-    )
+    nearest = min(math.dist(a, b) for i, a in enumerate(points) for b in points[i + 1 :])
     assert nearest >= 10, f"two sensors only {nearest:.1f} px apart"
     for sensor in ("wl-100", "wl-150", "wl-199"):
         page.locator(f"path.sensor-{sensor}").click()
