@@ -57,6 +57,12 @@ def history_query(start_ns: int) -> str:
     return f'SELECT * FROM "incident" WHERE time >= {int(start_ns)}'  # noqa: S608
 
 
+def history_of_query(incident_id: str) -> str:
+    """The InfluxQL that reads one incident's history (the id quoted as a literal)."""
+    literal = incident_id.replace("\\", "\\\\").replace("'", "\\'")
+    return f'SELECT * FROM "incident" WHERE "id" = \'{literal}\''  # noqa: S608
+
+
 def from_history(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Incident records (`to_dict` form, without actions) from the history's rows."""
     found: dict[str, dict[str, Any]] = {}
