@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="this worker's name, unique among the workers (its MQTT client id is detector-ID)",
     )
+    streams = sub.add_parser(
+        "streams", help="a stream worker: continuous analysis of camera streams (start several)"
+    )
+    _connection_flags(streams)
+    streams.add_argument(
+        "--id",
+        required=True,
+        help="this worker's name, unique in the fleet (its MQTT client id is streams-ID)",
+    )
     return parser
 
 
@@ -98,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.demo import main as demo_main
 
         return demo_main(args)
+    if args.command == "streams":
+        from hub.streams.worker import main as streams_main
+
+        return streams_main(args)
     if args.command == "detector":
         from hub.detection.worker import main as detector_main
 
