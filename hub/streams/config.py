@@ -39,6 +39,9 @@ class TrackerConfig(Section):
     low_score: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     new_track_score: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     match_iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    # Boxes are matched enlarged by this fraction of their size on each side (buffered IoU):
+    # at 2-5 frames a second people move about their own width between frames.
+    buffer: Annotated[float, Field(ge=0.0, le=5.0)] = 1.0
     # A track unseen this long is dropped (and has left every zone it was in).
     lost_after: PositiveDuration = 3.0
     # Detection runs this often while tracks are alive, motion or not, so that an object

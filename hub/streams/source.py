@@ -36,6 +36,7 @@ class StreamState:
     reason: str = "not opened yet"
     frames: int = 0
     reconnects: int = 0
+    ups: int = 0  # times it came up: a report sampled now and then misses no return
 
 
 def ffmpeg_command(url: str, fps: float, width: int, height: int, timeout: float) -> list[str]:
@@ -52,7 +53,8 @@ def ffmpeg_command(url: str, fps: float, width: int, height: int, timeout: float
         source = ["-re", "-stream_loop", "-1"]
     return [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-threads", "1",
-        *source, "-i", url, "-an", "-sn", "-dn",
+        # A second of probing: a camera's stream is one known video track.
+        "-analyzeduration", "1000000", *source, "-i", url, "-an", "-sn", "-dn",
         "-vf", f"fps={fps:g},scale={width}:{height}",
         "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1",
     ]  # fmt: skip
@@ -136,6 +138,7 @@ class Stream:
                 if not self.state.up:
                     log.info("camera %s: stream up", self.camera)
                     self.state.up, self.state.since, self.state.reason = True, now, ""
+                    self.state.ups += 1
                 self.state.frames += 1
                 image = np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
                 yield image, now

@@ -46,6 +46,7 @@ class Tracker:
         low_score: float = 0.1,
         new_track_score: float = 0.5,
         match_iou: float = 0.8,
+        buffer: float = 1.0,
     ) -> None:
         try:
             from ultralytics.trackers.byte_tracker import BYTETracker  # noqa: PLC0415
@@ -54,15 +55,19 @@ class Tracker:
                 f"tracking needs ultralytics and lap (the detect-torch extra): {exc}"
             ) from exc
         # ByteTrack counts lost time in frames; it is configured here in seconds.
-        buffer = max(1, round(lost_after * fps))
+        frames_lost = max(1, round(lost_after * fps))
         args = Namespace(
             track_high_thresh=high_score,
             track_low_thresh=low_score,
             new_track_thresh=new_track_score,
-            track_buffer=buffer,
+            track_buffer=frames_lost,
             match_thresh=match_iou,
             fuse_score=True,
         )
+        # Boxes are matched enlarged by `buffer` of their size on each side (the buffered IoU
+        # of C-BIoU): at a few frames a second a walking person moves about their own
+        # width between frames, and plain boxes lose them where they turn.
+        self.scale = 1.0 + 2.0 * buffer
         self._tracker = BYTETracker(args)  # type: ignore[no-untyped-call]
         self._classes: list[str] = []
 
@@ -78,18 +83,21 @@ class Tracker:
         xywh = np.empty_like(boxes)
         xywh[:, 0] = (boxes[:, 0] + boxes[:, 2]) / 2
         xywh[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2
-        xywh[:, 2] = boxes[:, 2] - boxes[:, 0]
-        xywh[:, 3] = boxes[:, 3] - boxes[:, 1]
+        xywh[:, 2] = (boxes[:, 2] - boxes[:, 0]) * self.scale
+        xywh[:, 3] = (boxes[:, 3] - boxes[:, 1]) * self.scale
         conf = np.array([d.score for d in detections], np.float32)
         cls = np.array([self._index(d.cls) for d in detections], np.float32)
         rows = self._tracker.update(_Boxes(conf, cls, xywh))
         tracks = []
-        for x1, y1, x2, y2, track_id, score, c, _ in rows.tolist():
+        for bx1, by1, bx2, by2, track_id, score, c, _ in rows.tolist():
+            # Back to the object's own size, about the same centre.
+            cx, cy = (bx1 + bx2) / 2, (by1 + by2) / 2
+            half_w, half_h = (bx2 - bx1) / 2 / self.scale, (by2 - by1) / 2 / self.scale
             box = (
-                min(max(x1 / width, 0.0), 1.0),
-                min(max(y1 / height, 0.0), 1.0),
-                min(max(x2 / width, 0.0), 1.0),
-                min(max(y2 / height, 0.0), 1.0),
+                min(max((cx - half_w) / width, 0.0), 1.0),
+                min(max((cy - half_h) / height, 0.0), 1.0),
+                min(max((cx + half_w) / width, 0.0), 1.0),
+                min(max((cy + half_h) / height, 0.0), 1.0),
             )
             tracks.append(Track(int(track_id), self._classes[int(c)], float(score), box))
         return tracks

@@ -73,6 +73,7 @@ class Analyser:
             low_score=t.low_score,
             new_track_score=t.new_track_score,
             match_iou=t.match_iou,
+            buffer=t.buffer,
         )
         self.scene = Scene(
             camera.id,

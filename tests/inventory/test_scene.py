@@ -62,7 +62,7 @@ def test_each_mistake_is_placed(tmp_path: Path) -> None:
     at = "cams.geojson:"
     expected = [
         (pos(text, '"substream": |"ftp'), "substream: expected rtsp://, http(s)://"),
-        (pos(text, '|[1.5, 0.5]'), "zones[0].polygon[1]: x = 1.5 is outside 0..1"),
+        (pos(text, "|[1.5, 0.5]"), "zones[0].polygon[1]: x = 1.5 is outside 0..1"),
         (pos(text, '"crowd": |0'), "zones[0].crowd: expected a number of people from 1"),
         (pos(text, '"id": |"a", "polygon": [[0, 0]'), "zones[1].id: zone id 'a' is used twice"),
         (pos(text, '|"loitre"'), "unknown key 'loitre', did you mean 'loiter'?"),

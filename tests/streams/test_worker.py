@@ -1,0 +1,159 @@
+"""A stream worker on a real stream (ffmpeg serving a clip over HTTP), a real Mosquitto and the
+real fall model: a person walking into a zone, out and in again, and a camera that dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.config import load_config
+from hub.detection.backends.registry import load_detector
+from hub.detection.privacy import FaceBlurrer
+from hub.inventory import load_inventory
+from hub.services import LocalMosquitto
+from hub.streams.watch import Pools
+from hub.streams.worker import StreamWorker, _watch_factory
+from tests.helpers import Peer, eventually, write_config
+from tests.streams.support import RIGHT_HALF, HttpStream, camera_site, walking_clip
+
+MODELS = Path(__file__).resolve().parents[2] / "var" / "models"
+FALL_MODEL = MODELS / "fall" / "best_fp16.onnx"
+FACES = MODELS / "faces" / "centerface.onnx"
+
+pytestmark = pytest.mark.integration
+
+
+def streams_config(tmp_path: Path, broker: str, prefix: str, site: Path, **extra: Any) -> Path:
+    """A hub.yaml for stream workers on this test's prefix, with quick reconnects."""
+    if not FALL_MODEL.is_file() or not FACES.is_file():
+        pytest.fail("models missing: run scripts/fetch-models (scripts/install does)")
+    streams: dict[str, Any] = {
+        "fps": 3,
+        "detector": {
+            "type": "onnx", "model": str(FALL_MODEL), "names": ["person", "fallen_person"],
+            "threads": 1,
+        },
+        "down_after": "4s",
+        "stall_after": "8s",
+        "reconnect_min": "200ms",
+        "reconnect_max": "1s",
+        "presence": {"keepalive": "2s", "heartbeat": "500ms", "timeout": "3s"},
+    } | extra  # fmt: skip
+    return write_config(
+        tmp_path / "hub.yaml",
+        mqtt={"url": broker, "prefix": prefix, "reconnect_min": "50ms", "reconnect_max": "500ms"},
+        inventory=[str(site)],
+        data_dir=str(tmp_path / "var"),
+        detection={"faces_model": str(FACES)},
+        streams=streams,
+    )
+
+
+@pytest.fixture
+async def running_worker(
+    tmp_path: Path, mosquitto: LocalMosquitto, prefix: str, uid: str
+) -> AsyncIterator[tuple[StreamWorker, HttpStream, Peer]]:
+    server = HttpStream(walking_clip(tmp_path), tmp_path / "server.log")
+    server.start()
+    site = camera_site(
+        tmp_path / "site",
+        {"cam-walk": {"url": server.url, "zones": [{"id": "right", "polygon": RIGHT_HALF}]}},
+    )
+    config = load_config(streams_config(tmp_path, mosquitto.url, prefix, site))
+    inventory = load_inventory(config.inventory)
+    assert config.streams.detector is not None
+    detector = load_detector(config.streams.detector)
+    blurrer = FaceBlurrer(FACES)
+    executors = [ThreadPoolExecutor(1) for _ in range(3)]
+    pools = Pools(*executors)
+    worker = StreamWorker(
+        config, inventory, f"w-{uid}", make_watch=_watch_factory(config, detector, blurrer, pools)
+    )
+    peer = Peer(mosquitto.url, f"listener-{uid}")
+    peer.subscribe(f"{prefix}/camera-events/#")
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    yield worker, server, peer
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    peer.close()
+    server.kill()
+    for pool in executors:
+        pool.shutdown(cancel_futures=True)
+
+
+def events(peer: Peer, prefix: str) -> list[dict[str, Any]]:
+    topic = f"{prefix}/camera-events/suwon/cam-walk"
+    return [json.loads(p) for t, p in list(peer.received) if t == topic]
+
+
+async def test_walking_in_out_and_in_again_is_two_entries_of_one_track_each(
+    running_worker: tuple[StreamWorker, HttpStream, Peer], prefix: str, tmp_path: Path
+) -> None:
+    _, _, peer = running_worker
+
+    def zone_events() -> list[dict[str, Any]]:
+        return [e for e in events(peer, prefix) if e["kind"] in ("entered", "left")]
+
+    def in_out_in() -> bool:
+        kinds = [e["kind"] for e in zone_events()]
+        return (
+            "entered" in kinds
+            and "left" in kinds[kinds.index("entered") :]
+            and (kinds.count("entered") >= 2)
+        )
+
+    await eventually(in_out_in, "entered, left and entered again", timeout=60)
+    seq = zone_events()
+    first = seq[0]
+    assert first["kind"] == "entered", seq
+    left = next(e for e in seq if e["kind"] == "left")
+    # One person walking in is one event, of one track, until that track leaves.
+    assert [e["kind"] for e in seq[: seq.index(left) + 1]] == ["entered", "left"], seq
+    assert left["track_id"] == first["track_id"]
+    again = next(e for e in seq[seq.index(left) :] if e["kind"] == "entered")
+    assert again["event_id"] != first["event_id"]
+    for event in (first, left, again):
+        assert (event["camera"], event["class"], event["zone"], event["line"]) == (
+            "cam-walk", "person", "right", None)  # fmt: skip
+        assert event["count"] == 1
+        assert event["clip"] is None
+        assert 0.4 <= event["score"] <= 1.0
+        # The snapshot is under the evidence folder, written before the event was sent.
+        snapshot = tmp_path / "var" / "evidence" / event["snapshot"]
+        assert snapshot.is_file()
+        assert snapshot.read_bytes()[:2] == b"\xff\xd8"
+
+
+async def test_a_dead_stream_is_reported_and_taken_up_again(
+    running_worker: tuple[StreamWorker, HttpStream, Peer], prefix: str
+) -> None:
+    worker, server, peer = running_worker
+    await eventually(
+        lambda: "cam-walk" in worker.watches and worker.watches["cam-walk"][0].stream.state.up,
+        "the stream to be up",
+    )
+    before = len(events(peer, prefix))
+    server.kill()
+
+    def after(kind: str) -> list[dict[str, Any]]:
+        return [e for e in events(peer, prefix)[before:] if e["kind"] == kind]
+
+    down = await eventually(lambda: after("stream_down"), "a stream_down event")
+    assert "ffmpeg exited" in down[0]["detail"] or "stalled" in down[0]["detail"]
+    state = worker.watches["cam-walk"][0].stream.state
+    tries = state.reconnects
+    await eventually(lambda: state.reconnects > tries + 1, "reconnect attempts while it is down")
+    assert not after("stream_up")
+    server.start()
+    await eventually(lambda: after("stream_up"), "a stream_up event")
+    assert state.up
+    presence = worker.presence()["cameras"]["cam-walk"]
+    assert presence["up"]
+    assert presence["reconnects"] >= 2
