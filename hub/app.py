@@ -26,6 +26,7 @@ from hub.api.routes import add_room_routes
 from hub.audit import AuditEntry, AuditLog
 from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
+from hub.detection.camera_events import CameraEvents
 from hub.detection.service import DetectionService
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
@@ -195,6 +196,18 @@ class Hub:
         )
         self.dispatcher.register("detect", self.detection)
         self.components.append(self.detection)
+        self.camera_events = CameraEvents(
+            inventory,
+            rules=self.rules,
+            ack=self.mqtt.ack,
+            sink=self.writer,
+            prefix=mqtt.prefix,
+            max_future_s=ingest.max_future,
+            max_age_s=ingest.max_age,
+            tokens=config.api.tokens,
+        )
+        self.camera_events.listeners.append(self.room.on_camera_event)
+        self.components.append(self.camera_events)
         for component in self.components:
             self._add(component)
 

@@ -166,6 +166,11 @@ _COMMAND = {
             "type": "boolean",
             "description": "past an interlock or the rate limit; needs a reason; audited",
         },
+        "text": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "what a sign is to show, sent with the command",
+        },
         "incident": {
             "type": "string",
             "description": "the incident the command is for: it and its override go into "
@@ -380,6 +385,25 @@ def document() -> dict[str, Any]:
                 ),
                 params=[_path("id", "incident id")],
                 errors=(404,),
+            )
+        },
+        "/api/camera-events": {
+            "get": _op(
+                "The latest camera events from the stream workers, newest first "
+                "(docs/streams.md), of the token's regions",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {"events": {"type": "array", "items": _OBJECT}},
+                    }
+                ),
+                params=[
+                    _query("camera", "one camera's events"),
+                    _query("kind", "entered, left, loitering, crossed, crowd, fall, fire, ..."),
+                    _query("limit", "default 100, at most 1000", {"type": "integer"}),
+                ],
+                errors=(400,),
             )
         },
         "/api/export/incidents.csv": {

@@ -468,6 +468,10 @@ function evidenceLine(e) {
     const value = typeof e.value === "number" ? `${Number(e.value.toPrecision(4))} ${e.unit || ""}` : "—";
     return `${sensor ? sensor.name || sensor.id : e.sensor}: ${value.trim()} · ${when(e.ts)}`;
   }
+  if (e.kind === "camera_event") {
+    const what = [e.event, e.class, e.zone || e.line, e.track_id !== undefined ? `#${e.track_id}` : null];
+    return `${e.camera}: ${what.filter((x) => x !== null && x !== undefined).join(" ")} · ${when(e.ts)}`;
+  }
   const counts = Object.entries(e.counts || {}).map(([k, n]) => `${k} ${n}`).join(", ");
   return `${e.camera || e.kind || ""} ${when(e.ts)} ${counts || e.text || ""}`;
 }
