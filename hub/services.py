@@ -330,5 +330,9 @@ class EtcdCluster:
             member.wait_ready(deadline_s)
 
     def stop(self) -> None:
+        # All at once: a member stopped alone waits to hand its raft leadership over.
+        for member in self.members:
+            if member.proc is not None and member.proc.poll() is None:
+                member.proc.send_signal(signal.SIGTERM)
         for member in self.members:
             member.stop()

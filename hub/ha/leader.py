@@ -72,6 +72,11 @@ class Leadership:
         """The current epoch (0 when not the leader)."""
         return self._epoch
 
+    @property
+    def deadline(self) -> float:
+        """When, on `clock`, this hub stops being the leader unless a keepalive renews it."""
+        return self._valid_until
+
     def valid(self) -> bool:
         """Whether this hub is the leader, with its lease certainly alive."""
         return self._epoch > 0 and self.clock() < self._valid_until

@@ -114,6 +114,7 @@ class EtcdStore:
         self._keys: dict[str, list[str]] = {}  # each space's keys, sorted
         self._revision = 0  # etcd's revision that the memory (or the watch) has reached
         self._advanced = asyncio.Event()
+        self._watching = False  # whether the watch is connected
         # Commits not yet in etcd: number, batch, the batch as operations.
         self._pending: deque[tuple[int, Changes, list[Op]]] = deque()
         self._commits = 0
@@ -346,12 +347,16 @@ class EtcdStore:
         if self._mode != "reader":
             raise StoreError(f"{self.location}: lead() from {self._mode}; follow() first")
         try:
+            if not self._watching:
+                raise TimeoutError
+            # The leader key is under the prefix: its creation comes through the watch after
+            # everything written before it.
             async with asyncio.timeout(self.timeout):
                 while self._revision < fence.epoch:
                     self._advanced.clear()
                     await self._advanced.wait()
         except TimeoutError:
-            log.warning("store: the watch is behind epoch %d; reading everything", fence.epoch)
+            log.info("store: the watch is not at epoch %d; reading everything", fence.epoch)
             self._replace(*await asyncio.to_thread(self._read_all_blocking))
         self.fence = fence
         self._mode = "writer"
@@ -416,16 +421,24 @@ class EtcdStore:
 
     async def _watch(self) -> None:
         delay = 0.05
+        try:
+            await self._watch_forever(delay)
+        finally:
+            self._watching = False
+
+    async def _watch_forever(self, delay: float) -> None:
         while True:
             try:
                 start = self._revision + 1
                 async for result in self.client.watch(self.prefix, prefix_end(self.prefix), start):
+                    self._watching = True
                     self._on_watch(result)
                     delay = 0.05
             except WatchCompactedError as exc:
                 log.warning("store: %s; reading everything anew", exc)
                 self._resync_memory(*await asyncio.to_thread(self._read_all_blocking))
             except EtcdError as exc:
+                self._watching = False
                 log.warning("store: %s; watching again in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
