@@ -330,9 +330,7 @@ class EtcdCluster:
             member.wait_ready(deadline_s)
 
     def stop(self) -> None:
-        # All at once: a member stopped alone waits to hand its raft leadership over.
+        """Stop every member. SIGKILL: etcd syncs its log before it acknowledges a write, so
+        a kill loses nothing, where SIGTERM waits 5 s for peers that are stopping too."""
         for member in self.members:
-            if member.proc is not None and member.proc.poll() is None:
-                member.proc.send_signal(signal.SIGTERM)
-        for member in self.members:
-            member.stop()
+            member.kill()

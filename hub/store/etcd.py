@@ -35,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import ssl
 from collections import deque
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
@@ -51,6 +52,9 @@ from hub.store.etcd_client import (
     unb64,
 )
 from hub.store.etcd_ops import Op, normalize, request_bytes
+
+if TYPE_CHECKING:
+    from hub.config import StoreConfig
 
 log = logging.getLogger("hub.store")
 
@@ -473,6 +477,38 @@ class EtcdStore:
             log.error("store: closing with commits not written: %s", exc)  # noqa: TRY400
         finally:
             await self.client.aclose()
+
+
+def open_etcd_store(cfg: StoreConfig) -> EtcdStore:
+    """The store of the `store:` section, its documents read (blocking, at start).
+
+    Without a leadership it writes unfenced: one hub on its prefix (docs/ha.md)."""
+    client = EtcdClient(
+        cfg.endpoints,
+        timeout=cfg.request_timeout,
+        username=cfg.username,
+        password=cfg.password,
+        ssl_context=_ssl_context(cfg),
+    )
+    return EtcdStore(
+        client,
+        cfg.prefix,
+        timeout=cfg.timeout,
+        max_request_bytes=cfg.max_request_bytes,
+        max_txn_ops=cfg.max_txn_ops,
+    )
+
+
+def _ssl_context(cfg: StoreConfig) -> ssl.SSLContext | None:
+    if not cfg.endpoints[0].lower().startswith("https://"):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=cfg.ca_file)
+        if cfg.cert_file is not None:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StoreError(f"store: the TLS files cannot be used: {exc}") from exc
+    return context
 
 
 def _fenced(key: str, epoch: int) -> dict[str, Any]:
