@@ -230,8 +230,21 @@ def _watch_result(line: bytes) -> dict[str, Any]:
     return result
 
 
+# What an operator changes when etcd says these, added to its words.
+_HINTS = (
+    (("user name is empty", "authentication failed"), "set store.username and HUB_STORE_PASSWORD"),
+    (("permission denied",), "the etcd user needs read and write on the store's prefix"),
+    (("request is too large",), "store.max_request_bytes is above the cluster's limit"),
+    (("too many operations",), "store.max_txn_ops is above the cluster's --max-txn-ops"),
+    (("database space exceeded",), "etcd is at its quota: compact, defragment, disarm the alarm"),
+)
+
+
 def _error(path: str, status: int, reply: dict[str, Any]) -> EtcdError:
-    message = reply.get("message") or reply.get("error") or f"HTTP {status}"
+    message = str(reply.get("message") or reply.get("error") or f"HTTP {status}")
+    for words, hint in _HINTS:
+        if any(w in message for w in words):
+            message += f" ({hint})"
     code = reply.get("code")
     if (status >= 500 and code is None) or code in _TRANSIENT_CODES:
         return EtcdUnavailableError(f"etcd {path}: {message}")

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from hub.services import EtcdCluster
+from hub.config import StoreConfig
+from hub.services import EtcdCluster, free_port
 from hub.store import Changes, StoreError
-from hub.store.etcd import EtcdStore, FencedError
+from hub.store.etcd import EtcdStore, FencedError, open_etcd_store
 from hub.store.etcd_client import EtcdClient, b64
 from hub.store.sqlite import SqliteStore
 from tests.helpers import eventually
@@ -155,3 +157,28 @@ async def test_without_a_quorum_sync_fails_in_time_and_the_queue_is_kept(
     assert store.unsynced == 0
     assert _open(own_etcd, f"t{uid}").get("rules.events", "queued") == 1
     await store.aclose()
+
+
+async def test_credentials_are_used_and_a_wrong_one_is_named(
+    own_etcd: EtcdCluster, uid: str
+) -> None:
+    endpoints = ",".join(own_etcd.endpoints)
+    for args in (["user", "add", "root:pw", "--interactive=false"], ["auth", "enable"]):
+        await asyncio.to_thread(
+            subprocess.run, ["etcdctl", f"--endpoints={endpoints}", *args], check=True
+        )
+    client = EtcdClient(own_etcd.endpoints, username="root", password="pw")
+    store = EtcdStore(client, f"t{uid}")
+    await store.commit_durable(Changes().put("rules.events", "a", 1))
+    await store.aclose()
+    with pytest.raises(StoreError, match=r"authentication failed.*\(set store.username and HUB_"):
+        EtcdStore(EtcdClient(own_etcd.endpoints, username="root", password="wrong"), f"t{uid}")
+    with pytest.raises(StoreError, match=r"user name is empty \(set store.username"):
+        EtcdStore(EtcdClient(own_etcd.endpoints), f"t{uid}")
+
+
+def test_a_cluster_that_does_not_answer_is_named_at_start() -> None:
+    endpoints = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    with pytest.raises(StoreError, match="no member answered") as caught:
+        open_etcd_store(StoreConfig(backend="etcd", endpoints=tuple(endpoints)))
+    assert all(url in str(caught.value) for url in endpoints)
