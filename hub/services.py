@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -254,10 +255,12 @@ class LocalEtcd(LocalService):
     peer_port: int = 2380
     initial_cluster: str = ""  # name=peer URL, ... of every member
     cluster_token: str = "hub"  # noqa: S105 (etcd's name for a cluster, the same in each member)
+    # TLS on the client port: (certificate, key, the CA that signed it); peers stay plain.
+    tls: tuple[Path, Path, Path] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def peer_url(self) -> str:
@@ -287,12 +290,15 @@ class LocalEtcd(LocalService):
             "--auto-compaction-retention=10000",
             "--logger=zap",
             "--log-level=warn",
-        ]
+        ] + ([f"--cert-file={self.tls[0]}", f"--key-file={self.tls[1]}"] if self.tls else [])
 
     def ready(self) -> bool:
         # /health says true only while the cluster has a leader (a quorum is up).
+        context = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as resp:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                f"{self.url}/health", timeout=0.5, context=context
+            ) as resp:
                 return bool(json.load(resp).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -302,7 +308,13 @@ class EtcdCluster:
     """A cluster of local etcd members on free loopback ports, one folder each under
     `data_dir`; members can be killed and started again, as in a machine's crash."""
 
-    def __init__(self, data_dir: Path, size: int = 3, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        size: int = 3,
+        host: str = "127.0.0.1",
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
         self.members = [
             LocalEtcd(
                 name=f"etcd{i}",
@@ -310,6 +322,7 @@ class EtcdCluster:
                 port=free_port(host),
                 peer_port=free_port(host),
                 host=host,
+                tls=tls,
             )
             for i in range(size)
         ]

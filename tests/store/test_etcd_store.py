@@ -20,6 +20,7 @@ from hub.store.etcd import EtcdStore, FencedError, open_etcd_store
 from hub.store.etcd_client import EtcdClient, b64
 from hub.store.sqlite import SqliteStore
 from tests.helpers import eventually
+from tests.pki import make_pki
 
 SPACES = ("rules.events", "actuators.jobs")
 
@@ -182,3 +183,29 @@ def test_a_cluster_that_does_not_answer_is_named_at_start() -> None:
     with pytest.raises(StoreError, match="no member answered") as caught:
         open_etcd_store(StoreConfig(backend="etcd", endpoints=tuple(endpoints)))
     assert all(url in str(caught.value) for url in endpoints)
+
+
+async def test_a_cluster_behind_tls_is_reached_with_the_configured_ca(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    cluster = EtcdCluster(tmp_path / "etcd", tls=(pki.server_cert, pki.server_key, pki.ca))
+    await asyncio.to_thread(cluster.start)
+    try:
+        endpoints = tuple(cluster.endpoints)
+        assert all(url.startswith("https://") for url in endpoints)
+        config = StoreConfig(backend="etcd", endpoints=endpoints, ca_file=pki.ca)
+        store = open_etcd_store(config)
+        await store.commit_durable(Changes().put("rules.events", "a", 1))
+        await store.aclose()
+        with pytest.raises(StoreError, match="CERTIFICATE_VERIFY_FAILED"):
+            open_etcd_store(StoreConfig(backend="etcd", endpoints=endpoints, ca_file=pki.other_ca))
+        mismatched = StoreConfig(
+            backend="etcd",
+            endpoints=endpoints,
+            ca_file=pki.ca,
+            cert_file=pki.client_cert,
+            key_file=pki.other_key,
+        )
+        with pytest.raises(StoreError, match="store: the TLS files cannot be used"):
+            open_etcd_store(mismatched)
+    finally:
+        cluster.stop()
