@@ -309,14 +309,21 @@ class EtcdStore:
 
     def _next_txn(self) -> tuple[int, dict[str, Any]]:
         """The longest run of queued commits that fits one transaction, as its request."""
-        number, _, ops = self._pending[0]
-        batches = [self._pending[0][1]]
+        number, first, ops = self._pending[0]
+        batches = [first]
+        # Merging cuts ranges around the puts of later commits: at most one operation, and
+        # one key's bytes, more per put. Twice the sums bounds the merged transaction
+        # without normalizing every candidate run (this is on the event loop).
+        count, size = 2 * len(ops), 2 * request_bytes(ops)
         for i in range(1, min(len(self._pending), MAX_COALESCED)):
-            batches.append(self._pending[i][1])
-            merged = normalize(self.prefix, batches)
-            if len(merged) > self.max_txn_ops or request_bytes(merged) > self.max_request_bytes:
+            later, changes, more = self._pending[i]
+            count, size = count + 2 * len(more), size + 2 * request_bytes(more)
+            if count > self.max_txn_ops or size > self.max_request_bytes:
                 break
-            ops, number = merged, self._pending[i][0]
+            batches.append(changes)
+            number = later
+        if len(batches) > 1:
+            ops = normalize(self.prefix, batches)
         body: dict[str, Any] = {"success": [op.request() for op in ops]}
         if self.fence is not None:
             body["compare"] = [_fenced(self.fence.key, self.fence.epoch)]

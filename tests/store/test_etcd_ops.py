@@ -101,3 +101,15 @@ def test_a_document_put_back_into_an_emptied_range_cuts_the_range() -> None:
 def test_a_space_the_key_layout_cannot_hold_is_refused(space: str) -> None:
     with pytest.raises(StoreError, match="a space is a name without '/'"):
         normalize(PREFIX, [Changes().put(space, "k", 1)])
+
+
+@given(st.lists(st.lists(change, min_size=1, max_size=8), min_size=1, max_size=4))
+def test_merged_commits_stay_within_twice_their_own_sizes(
+    batches: list[list[tuple[str, str, str, Any]]],
+) -> None:
+    """The bound the store uses to merge queued commits without normalizing each run."""
+    changes = [_changes(items) for items in batches]  # the store queues no empty batch
+    alone = [normalize(PREFIX, [batch]) for batch in changes]
+    merged = normalize(PREFIX, changes)
+    assert len(merged) <= 2 * sum(len(ops) for ops in alone)
+    assert request_bytes(merged) <= 2 * sum(request_bytes(ops) for ops in alone)
