@@ -45,7 +45,8 @@ from hub.rules.service import RuleService
 from hub.scheduler import Job, rule_jobs, start_scheduler
 from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
 from hub.storage import InfluxClient, Spool, StorageWriter
-from hub.store import StoreError
+from hub.store import Store, StoreError
+from hub.store.etcd import open_etcd_store
 from hub.store.recover import open_store
 from hub.supervise import supervised
 from hub.tls import TlsSetupError, mqtt_ssl_context
@@ -83,7 +84,11 @@ class Hub:
         mqtt, influx, ingest = config.mqtt, config.influx, config.ingest
         data_dir = Path(config.data_dir)
         # Every state the hub must not lose or repeat (rules, commands, notifications, audit).
-        self.store = open_store(data_dir / "hub.db")
+        self.store: Store = (
+            open_etcd_store(config.store)
+            if config.store.backend == "etcd"
+            else open_store(data_dir / "hub.db")
+        )
         self.influx = InfluxClient(
             influx.url,
             influx.database,
