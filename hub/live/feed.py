@@ -132,6 +132,11 @@ class Feed:
         return not self._done.is_set()
 
     @property
+    def starting(self) -> bool:
+        """Alive and still waiting for its first picture (not idle, whoever watches)."""
+        return self.alive and not self._first.is_set()
+
+    @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 

@@ -106,8 +106,14 @@ class Relay:
             await asyncio.sleep(min(1.0, self.settings.idle_after / 4))
             now = time.monotonic()
             for camera, feed in list(self.feeds.items()):
-                idle = not feed.viewers and now - feed.idle_since >= self.settings.idle_after
-                if idle or not feed.alive:
+                idle = (
+                    not feed.viewers
+                    and not feed.starting
+                    and now - feed.idle_since >= self.settings.idle_after
+                )
+                # One that never gave a picture is not kept for the next viewer to wait on.
+                stale = feed.starting and now - feed.started_at > 2 * self.settings.first_picture
+                if idle or stale or not feed.alive:
                     self.feeds.pop(camera, None)
                     await feed.stop()
 

@@ -1,0 +1,34 @@
+"""What the live-view tests share: the camera they watch, and ffmpeg processes pulling it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from tests.detection.rtsp import RtspServer
+
+
+@contextlib.contextmanager
+def camera_stream(tmp: Path) -> Iterator[str]:
+    """An RTSP camera on this machine for the length of the block; yields its URL.
+
+    The one place the live tests get a camera from: point it at another server here.
+    """
+    server = RtspServer(tmp)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def ffmpeg_pulling(url: str) -> list[int]:
+    """PIDs of the ffmpeg processes on this machine whose input is `url` (its upstreams)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["name"] == "ffmpeg" and "-i" in cmdline and url in cmdline:
+            found.append(proc.pid)
+    return found
