@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psutil
 
+from hub.live.feed import redact
+
 from tests.detection.rtsp import RtspServer
 
 
@@ -25,10 +27,11 @@ def camera_stream(tmp: Path) -> Iterator[str]:
 
 
 def ffmpeg_pulling(url: str) -> list[int]:
-    """PIDs of the ffmpeg processes on this machine whose input is `url` (its upstreams)."""
+    """PIDs of the ffmpeg processes on this machine whose input is `url`, with or without
+    credentials in it (the camera's upstream connections)."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if proc.info["name"] == "ffmpeg" and "-i" in cmdline and url in cmdline:
+        if proc.info["name"] == "ffmpeg" and url in [redact(arg) for arg in cmdline]:
             found.append(proc.pid)
     return found

@@ -9,10 +9,9 @@ from hub.live.ts import PACKET, PAT_PID, PMT_PID, VIDEO_PID, GopCache, StreamErr
 
 def packet(pid: int, *, start: bool = False, keyframe: bool = False, fill: int = 0) -> bytes:
     b1 = (0x40 if start else 0) | (pid >> 8)
-    if keyframe:
-        head = bytes([0x47, b1, pid & 0xFF, 0x30, 1, 0x40])
-    else:
-        head = bytes([0x47, b1, pid & 0xFF, 0x10])
+    # A keyframe carries an adaptation field with the random-access flag.
+    tail = [0x30, 1, 0x40] if keyframe else [0x10]
+    head = bytes([0x47, b1, pid & 0xFF, *tail])
     return head + bytes([fill]) * (PACKET - len(head))
 
 
