@@ -9,7 +9,6 @@ from pathlib import Path
 import psutil
 
 from hub.live.feed import redact
-
 from tests.detection.rtsp import RtspServer
 
 

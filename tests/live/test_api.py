@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from hub.config import load_config
 from hub.inventory import load_inventory
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from tests.api import support
-from tests.api.conftest import Api, sensors  # noqa: F401 - a fixture
+from tests.api.conftest import Api
 from tests.api.support import OPERATOR, VIEWER
 from tests.helpers import Peer, api_tokens, eventually, point, service_sections, write_config
 from tests.helpers import write_site as write_inventory
