@@ -133,7 +133,7 @@ const hubWall = (() => {
         close(spare.camera);
       }
       const box = node("figure", { class: "tile", "data-camera": cameraId });
-      const pin = node("button", { type: "button", class: "pin", title: word("pin") }, "📌");
+      const pin = node("button", { type: "button", class: "pin" }, word("pin"));
       const shut = node("button", { type: "button", class: "close", title: word("close") }, "×");
       box.append(node("figcaption", {}, node("span", {}, cameraId), pin, shut));
       tile = { camera: cameraId, box, pinned: false, incident: null };
@@ -154,7 +154,7 @@ const hubWall = (() => {
     if (!tile) return;
     tile.pinned = pinned;
     tile.box.classList.toggle("pinned", pinned);
-    tile.box.querySelector(".pin").title = word(pinned ? "unpin" : "pin");
+    tile.box.querySelector(".pin").textContent = word(pinned ? "unpin" : "pin");
   }
 
   function close(cameraId) {

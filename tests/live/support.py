@@ -18,6 +18,7 @@ def camera_stream(tmp: Path) -> Iterator[str]:
 
     The one place the live tests get a camera from: point it at another server here.
     """
+    tmp.mkdir(parents=True, exist_ok=True)
     server = RtspServer(tmp)
     try:
         yield server.url
