@@ -1,6 +1,7 @@
 """The relay server (`hub relay`): serves each camera's live MPEG-TS to ticket holders.
 
-    GET  /live/{camera}.ts?t=TICKET      the stream (video/mp2t), from the last keyframe on
+    GET  /live/{camera}.ts?t=TICKET      the stream (video/mp2t), from the last keyframe on;
+                                         a WebSocket upgrade gets it as binary messages
     POST /live/{camera}/warm?t=TICKET    start the camera's upstream before anyone watches
     GET  /status?t=TICKET                feeds, their viewers and ffmpeg PIDs (ticket for "*")
     GET  /health                         200 once the relay serves
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 
-from hub.live.feed import Feed, FeedError, Source
+from hub.live.feed import Feed, FeedError, Source, Viewer
 from hub.live.tickets import TicketError, check
 
 log = logging.getLogger("hub.live")
@@ -164,6 +165,8 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         return _error(502, str(exc))
     viewer = feed.subscribe()
     try:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await _over_websocket(request, viewer)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "video/mp2t",
@@ -178,6 +181,18 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         feed.unsubscribe(viewer)
+
+
+async def _over_websocket(request: web.Request, viewer: Viewer) -> web.WebSocketResponse:
+    """The same stream as binary WebSocket messages: a browser opens at most six HTTP/1.1
+    connections to one host, and a wall holds more tiles than that."""
+    ws = web.WebSocketResponse(heartbeat=20.0)
+    await ws.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        while (data := await viewer.queue.get()) is not None and not ws.closed:
+            await ws.send_bytes(data)
+    await ws.close()
+    return ws
 
 
 async def _warm(request: web.Request) -> web.Response:

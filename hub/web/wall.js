@@ -71,7 +71,9 @@ const hubWall = (() => {
       try { grant = await getJson(`/api/cameras/${encodeURIComponent(cameraId)}/live`); }
       catch (err) { fail(err.message); return; }
       if (state.stopped) return;
-      const p = mpegts.createPlayer({ type: "mpegts", isLive: true, url: grant.url },
+      // Over a WebSocket: a browser opens at most six HTTP connections to one relay.
+      const url = grant.url.replace(/^http/, "ws");
+      const p = mpegts.createPlayer({ type: "mpegts", isLive: true, url },
         { enableWorker: false, enableStashBuffer: false, lazyLoad: false, autoCleanupSourceBuffer: true,
           liveBufferLatencyChasing: true, liveBufferLatencyMaxLatency: 1.2, liveBufferLatencyMinRemain: 0.3 });
       state.mpegts = p;
