@@ -193,8 +193,8 @@ def main() -> None:
         cwd=ROOT,
     )
     assert relay_proc.stdin is not None
-    relay_proc.stdin.write(settings.to_json())
-    relay_proc.stdin.close()
+    relay_proc.stdin.write(settings.to_json() + b"\n")
+    relay_proc.stdin.flush()
     relay = psutil.Process(relay_proc.pid)
     time.sleep(1.0)  # the relay's start is not measured; it listens within a second
 

@@ -20,9 +20,11 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import IO
 
 import orjson
 from aiohttp import web
@@ -240,12 +242,21 @@ def build_relay_app(settings: RelaySettings) -> web.Application:
     return app
 
 
-async def serve(settings: RelaySettings, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT."""
+async def serve(
+    settings: RelaySettings, host: str, port: int, *, parent: IO[bytes] | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT, or until `parent` (the hub's pipe) closes."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if parent is not None:
+        # The hub keeps the pipe open while it lives: killed, it leaves no relay behind.
+        def watch() -> None:
+            parent.read()
+            loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=watch, name="relay-parent", daemon=True).start()
     runner = web.AppRunner(build_relay_app(settings), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -265,15 +276,18 @@ def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stdin",
         action="store_true",
-        help="read the cameras and the secret as JSON on stdin (how the hub starts its relay)",
+        help="read the cameras and the secret as a JSON line on stdin, and stop when stdin "
+        "closes (how the hub starts its relay)",
     )
 
 
 def relay_main(args: argparse.Namespace) -> int:
     """`hub relay`: serve the cameras of hub.yaml's inventory (or of stdin) live."""
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parent = None
     if args.stdin:
-        settings = RelaySettings.from_json(sys.stdin.buffer.read())
+        settings = RelaySettings.from_json(sys.stdin.buffer.readline())
+        parent = sys.stdin.buffer
     else:
         # Only a relay on its own reads hub.yaml (and so the whole configuration model).
         from hub.live.config import settings_from_file  # noqa: PLC0415
@@ -284,5 +298,5 @@ def relay_main(args: argparse.Namespace) -> int:
             print(f"hub relay: not starting: {exc}", file=sys.stderr)
             return 1
     host, _, port = args.listen.rpartition(":")
-    asyncio.run(serve(settings, host or "127.0.0.1", int(port)))
+    asyncio.run(serve(settings, host or "127.0.0.1", int(port), parent=parent))
     return 0

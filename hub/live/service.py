@@ -68,8 +68,9 @@ class ChildRelay:
                 start_new_session=True,
             )  # fmt: skip
             assert self._proc.stdin is not None
-            self._proc.stdin.write(self._settings)
-            self._proc.stdin.close()
+            # One line of settings; the pipe stays open, and the relay stops when it closes
+            # (when the hub stops, or is killed).
+            self._proc.stdin.write(self._settings + b"\n")
             deadline = time.monotonic() + deadline_s
             while time.monotonic() < deadline:
                 if self._proc.returncode is not None:
@@ -86,6 +87,8 @@ class ChildRelay:
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
+        if proc.stdin is not None:
+            proc.stdin.close()
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 5)
