@@ -32,6 +32,7 @@ from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
 from hub.listen import ListenError, check_listen, listen_error
+from hub.live.service import LiveService
 from hub.metrics import INGEST_PAUSED
 from hub.mqtt import Message, MqttClient, MqttError
 from hub.notify.channels import SecretMissingError
@@ -213,6 +214,16 @@ class Hub:
         )
         self.camera_events.listeners.append(self.room.on_camera_event)
         self.components.append(self.camera_events)
+        self.live = LiveService(
+            config.live,
+            inventory,
+            config.detection,
+            incidents=self._incident_place,
+            audit=self.audit,
+            api_host=config.api.host,
+        )
+        self.rules.listeners.append(self.live.on_incident)
+        self.components.append(self.live)
         for component in self.components:
             self._add(component)
 
@@ -321,6 +332,10 @@ class Hub:
         # rules' state without the incident (and the event that clears its message) is synced.
         await self.rules.persist()
         return entry
+
+    def _incident_place(self, incident_id: str) -> dict[str, object] | None:
+        incident = self.rules.engine.incident(incident_id)
+        return None if incident is None else incident.to_dict()
 
     def _on_durable(self, tokens: list[object]) -> None:
         # Stored is not enough: the rules' state that reflects these readings must be saved

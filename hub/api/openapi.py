@@ -319,6 +319,55 @@ def document() -> dict[str, Any]:
                 _json(_list("cameras", "Camera")),
             )
         },
+        "/api/cameras/{id}/live": {
+            "get": _op(
+                "A ticket to watch a camera live: the relay's URL for it, good for "
+                "live.ticket_ttl; the view is audited (kind live); another region's camera is "
+                "a 404. Play `url` as MPEG-TS (over HTTP, or as a WebSocket with ws://)",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "camera": {"type": "string"},
+                            "url": {"type": "string"},
+                            "expires_at": {"type": "string", "format": "date-time"},
+                            "blurred": {"type": "boolean"},
+                        },
+                    }
+                ),
+                params=[_path("id", "camera id")],
+                errors=(404, 503),
+            )
+        },
+        "/api/incidents/{id}/cameras": {
+            "get": _op(
+                "The cameras that see an incident's place, best first (detection's choice): "
+                "the video wall's tiles",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "incident": {"type": "string"},
+                            "cameras": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "name": {"type": ["string", "null"]},
+                                        "region": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                ),
+                params=[_path("id", "incident id")],
+                errors=(404,),
+            )
+        },
         "/api/incidents": {
             "get": _op(
                 "Incidents not archived, newest first",

@@ -32,6 +32,7 @@ from hub.config.types import (
 )
 from hub.detection.config import DetectionConfig
 from hub.durations import MAX_DURATION_S, format_duration
+from hub.live.config import LiveConfig
 from hub.notify.config import NotifyConfig
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -385,6 +386,7 @@ class HubConfig(Section):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
     data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     _source: Path | None = PrivateAttr(default=None)

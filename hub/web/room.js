@@ -237,7 +237,8 @@ async function loadCameras() {
     const body = el("div", {}, el("b", {}, c.name || c.id), el("br"), siteName(c.site));
     const img = snapshotImage(c, { alt: c.id, width: "240" }, "cameras");
     if (img) body.append(el("br"), img);
-    L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
+    const marker = L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
+    marker.on("click", () => { if (window.hubWall) hubWall.open(c.id); }); // live view (wall.js)
   }
 }
 
@@ -523,6 +524,7 @@ function showIncident(id, pan) {
   }
   $("detail-body").replaceChildren(facts, el("h3", {}, t("actions")), actions,
     el("h3", {}, t("evidence")), evidence);
+  if (window.hubWall) hubWall.showIncident(i, $("detail-body")); // its live cameras (wall.js)
   $("detail-controls").hidden = !canAct();
   $("detail-ack").hidden = i.state !== "active";
   $("detail-archive").hidden = i.state !== "cleared";
@@ -625,6 +627,7 @@ function onEvent(name, data) {
     room.incidents.set(data.incident.id, data.incident);
     renderIncidents();
     alarm(data.incident);
+    if (window.hubWall) hubWall.onIncident(data.incident); // its cameras onto the wall (wall.js)
     if (data.incident.actions.some((a) => a.kind === "actuate")) loadActuators().catch(fail);
   } else if (name === "sensors") {
     const known = room.markers.size;
