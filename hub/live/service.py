@@ -264,4 +264,7 @@ async def _incident_cameras(request: web.Request, actor: Actor) -> web.StreamRes
         for c in live.cameras_for(incident)
         if actor.sees(live.inventory.cameras[c].region)
     ]
-    return web.json_response({"incident": incident_id, "cameras": cameras})
+    # `live`: whether they can be watched live here (the page shows no player when not).
+    return web.json_response(
+        {"incident": incident_id, "cameras": cameras, "live": live.config.enabled}
+    )

@@ -131,6 +131,7 @@ async function setUpMap() {
     onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name,
       { permanent: !info.tiles, direction: "center", className: "region-label" }),
   }).addTo(room.map);
+  if (window.hubWall) hubWall.setEnabled(info.live !== false); // live view on this hub (wall.js)
   for (const site of info.sites) room.sites.set(site.id, site);
   for (const a of info.actuators) room.positions.set(a.id, a);
   const bounds = regions.getBounds();

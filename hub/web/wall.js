@@ -123,7 +123,12 @@ const hubWall = (() => {
     wall.dataset.count = String(tiles.size);
   }
 
+  // Whether this hub serves live view (GET /api/map says): if not, nothing is played.
+  let enabled = true;
+  function setEnabled(on) { enabled = on; }
+
   function open(cameraId, options) {
+    if (!enabled) return;
     const opts = options || {};
     const wall = ensureSection();
     let tile = tiles.get(cameraId);
@@ -176,6 +181,7 @@ const hubWall = (() => {
     let data;
     try { data = await getJson(`/api/incidents/${encodeURIComponent(incident.id)}/cameras`); }
     catch (err) { return; }
+    if (data.live === false) return; // live view is off on this hub
     const wanted = new Set(data.cameras.map((c) => c.id));
     for (const tile of [...tiles.values()]) {
       if (!tile.pinned && tile.incident && !wanted.has(tile.camera)) close(tile.camera);
@@ -197,6 +203,7 @@ const hubWall = (() => {
     let data;
     try { data = await getJson(`/api/incidents/${encodeURIComponent(incident.id)}/cameras`); }
     catch (err) { box.append(node("p", { class: "error" }, err.message)); return; }
+    if (data.live === false) { heading.remove(); box.remove(); return; } // live view is off
     if (!data.cameras.length) { box.append(node("p", { class: "muted" }, word("noCameras"))); return; }
     for (const c of data.cameras) {
       const cell = node("figure", { class: "tile small", "data-camera": c.id },
@@ -206,6 +213,6 @@ const hubWall = (() => {
     }
   }
 
-  return { open, close, onIncident, showIncident, tiles };
+  return { open, close, onIncident, showIncident, setEnabled, tiles };
 })();
 window.hubWall = hubWall;
