@@ -26,11 +26,13 @@ from hub.api.routes import add_room_routes
 from hub.audit import AuditEntry, AuditLog
 from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
+from hub.detection.camera_events import CameraEvents
 from hub.detection.service import DetectionService
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
 from hub.listen import ListenError, check_listen, listen_error
+from hub.live.service import LiveService
 from hub.metrics import INGEST_PAUSED
 from hub.mqtt import Message, MqttClient, MqttError
 from hub.notify.channels import SecretMissingError
@@ -44,7 +46,8 @@ from hub.rules.service import RuleService
 from hub.scheduler import Job, rule_jobs, start_scheduler
 from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
 from hub.storage import InfluxClient, Spool, StorageWriter
-from hub.store import StoreError
+from hub.store import Store, StoreError
+from hub.store.etcd import open_etcd_store
 from hub.store.recover import open_store
 from hub.supervise import supervised
 from hub.tls import TlsSetupError, mqtt_ssl_context
@@ -82,7 +85,11 @@ class Hub:
         mqtt, influx, ingest = config.mqtt, config.influx, config.ingest
         data_dir = Path(config.data_dir)
         # Every state the hub must not lose or repeat (rules, commands, notifications, audit).
-        self.store = open_store(data_dir / "hub.db")
+        self.store: Store = (
+            open_etcd_store(config.store)
+            if config.store.backend == "etcd"
+            else open_store(data_dir / "hub.db")
+        )
         self.influx = InfluxClient(
             influx.url,
             influx.database,
@@ -195,6 +202,28 @@ class Hub:
         )
         self.dispatcher.register("detect", self.detection)
         self.components.append(self.detection)
+        self.camera_events = CameraEvents(
+            inventory,
+            rules=self.rules,
+            ack=self.mqtt.ack,
+            sink=self.writer,
+            prefix=mqtt.prefix,
+            max_future_s=ingest.max_future,
+            max_age_s=ingest.max_age,
+            tokens=config.api.tokens,
+        )
+        self.camera_events.listeners.append(self.room.on_camera_event)
+        self.components.append(self.camera_events)
+        self.live = LiveService(
+            config.live,
+            inventory,
+            config.detection,
+            incidents=self._incident_place,
+            audit=self.audit,
+            api_host=config.api.host,
+        )
+        self.rules.listeners.append(self.live.on_incident)
+        self.components.append(self.live)
         for component in self.components:
             self._add(component)
 
@@ -303,6 +332,10 @@ class Hub:
         # rules' state without the incident (and the event that clears its message) is synced.
         await self.rules.persist()
         return entry
+
+    def _incident_place(self, incident_id: str) -> dict[str, object] | None:
+        incident = self.rules.engine.incident(incident_id)
+        return None if incident is None else incident.to_dict()
 
     def _on_durable(self, tokens: list[object]) -> None:
         # Stored is not enough: the rules' state that reflects these readings must be saved

@@ -134,6 +134,12 @@ DETECT_JOBS = Counter(
 DETECT_RESENT = Counter(
     "hub_detect_resent", "Detection jobs sent again for want of an answer", registry=REGISTRY
 )
+CAMERA_EVENTS = Counter(
+    "hub_camera_events",
+    "Camera events from the stream workers by outcome: ok, invalid (unreadable, unknown "
+    "camera), duplicate (an event sent twice), out_of_time, failed",
+    ["outcome"],
+)
 DETECT_RESULTS = Counter(
     "hub_detect_results",
     "Detection results by outcome: ok, error (camera or model), expired (no answer in time), "

@@ -17,12 +17,13 @@ from hub.api.body import (
     text_field,
     word_field,
 )
+from hub.rules.actions import MAX_SIGN_TEXT
 
 if TYPE_CHECKING:
     from hub.actuators.service import ActuatorService
 
 SERVICE: web.AppKey[ActuatorService] = web.AppKey("actuators", object)  # type: ignore[arg-type]
-_COMMAND_KEYS = {"command", "reason", "override", "expires", "incident"}
+_COMMAND_KEYS = {"command", "reason", "override", "expires", "incident", "text"}
 _CONFIRM_KEYS = {"approve"}
 # A barrier command delivered more than a day after an operator asked for it is never what
 # they meant: the flood it was for is over, or has become another one.
@@ -91,6 +92,7 @@ async def _command(request: web.Request, actor: Actor) -> web.StreamResponse:
         data = await read_object(request, _COMMAND_KEYS, "a command")
         command = word_field(data, "command", _MISSING)
         reason = text_field(data, "reason")
+        shown = text_field(data, "text", MAX_SIGN_TEXT) or None
         override = flag_field(data, "override", default=False)
         expires = duration_field(data, "expires", maximum=MAX_EXPIRES_S)
         incident = word_field(data, "incident", _NO_INCIDENT) if "incident" in data else None
@@ -114,6 +116,7 @@ async def _command(request: web.Request, actor: Actor) -> web.StreamResponse:
             override=override,
             expires_s=expires,
             incident_id=incident,
+            text=shown,
         )
     except CommandError as exc:
         return error(exc.status, str(exc))

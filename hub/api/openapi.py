@@ -166,6 +166,11 @@ _COMMAND = {
             "type": "boolean",
             "description": "past an interlock or the rate limit; needs a reason; audited",
         },
+        "text": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "what a sign is to show, sent with the command",
+        },
         "incident": {
             "type": "string",
             "description": "the incident the command is for: it and its override go into "
@@ -314,6 +319,55 @@ def document() -> dict[str, Any]:
                 _json(_list("cameras", "Camera")),
             )
         },
+        "/api/cameras/{id}/live": {
+            "get": _op(
+                "A ticket to watch a camera live: the relay's URL for it, good for "
+                "live.ticket_ttl; the view is audited (kind live); another region's camera is "
+                "a 404. Play `url` as MPEG-TS (over HTTP, or as a WebSocket with ws://)",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "camera": {"type": "string"},
+                            "url": {"type": "string"},
+                            "expires_at": {"type": "string", "format": "date-time"},
+                            "blurred": {"type": "boolean"},
+                        },
+                    }
+                ),
+                params=[_path("id", "camera id")],
+                errors=(404, 503),
+            )
+        },
+        "/api/incidents/{id}/cameras": {
+            "get": _op(
+                "The cameras that see an incident's place, best first (detection's choice): "
+                "the video wall's tiles",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "incident": {"type": "string"},
+                            "cameras": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "name": {"type": ["string", "null"]},
+                                        "region": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                ),
+                params=[_path("id", "incident id")],
+                errors=(404,),
+            )
+        },
         "/api/incidents": {
             "get": _op(
                 "Incidents not archived, newest first",
@@ -380,6 +434,25 @@ def document() -> dict[str, Any]:
                 ),
                 params=[_path("id", "incident id")],
                 errors=(404,),
+            )
+        },
+        "/api/camera-events": {
+            "get": _op(
+                "The latest camera events from the stream workers, newest first "
+                "(docs/streams.md), of the token's regions",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {"events": {"type": "array", "items": _OBJECT}},
+                    }
+                ),
+                params=[
+                    _query("camera", "one camera's events"),
+                    _query("kind", "entered, left, loitering, crossed, crowd, fall, fire, ..."),
+                    _query("limit", "default 100, at most 1000", {"type": "integer"}),
+                ],
+                errors=(400,),
             )
         },
         "/api/export/incidents.csv": {

@@ -141,6 +141,7 @@ async def _map(request: web.Request, actor: Actor) -> web.StreamResponse:
             "regions": {"type": "FeatureCollection", "features": regions},
             "sites": sites,
             "actuators": actuators,
+            "live": room.hub.config.live.enabled,  # whether cameras can be watched live
         }
     )
 

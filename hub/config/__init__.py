@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         InfluxConfig,
         IngestConfig,
         MqttConfig,
+        StoreConfig,
     )
     from hub.config.paths import collect_files
     from hub.config.problems import ConfigError, KeyPath, Problem, did_you_mean, format_path
@@ -32,6 +33,7 @@ _WHERE = {
     "InfluxConfig": "model",
     "IngestConfig": "model",
     "MqttConfig": "model",
+    "StoreConfig": "model",
     "collect_files": "paths",
     "ConfigError": "problems",
     "KeyPath": "problems",
@@ -56,6 +58,7 @@ __all__ = [
     "Position",
     "Problem",
     "SourceMap",
+    "StoreConfig",
     "collect_files",
     "did_you_mean",
     "format_path",

@@ -392,6 +392,10 @@ class RuleService:
             replayed=False,
         )
 
+    def on_camera_event(self, camera_id: str, ts_ns: int, event: Mapping[str, Any]) -> None:
+        """A camera event (docs/streams.md): camera_event conditions and incidents' evidence."""
+        self._emit(self.engine.on_camera_event(camera_id, ts_ns, event), replayed=False)
+
     def acknowledge(self, incident_id: str, by: str) -> None:
         """An operator acknowledges an incident (raises IncidentNotFoundError)."""
         self._emit(self.engine.acknowledge(incident_id, by, self.clock()), replayed=False)

@@ -131,6 +131,7 @@ async function setUpMap() {
     onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name,
       { permanent: !info.tiles, direction: "center", className: "region-label" }),
   }).addTo(room.map);
+  if (window.hubWall) hubWall.setEnabled(info.live !== false); // live view on this hub (wall.js)
   for (const site of info.sites) room.sites.set(site.id, site);
   for (const a of info.actuators) room.positions.set(a.id, a);
   const bounds = regions.getBounds();
@@ -237,7 +238,8 @@ async function loadCameras() {
     const body = el("div", {}, el("b", {}, c.name || c.id), el("br"), siteName(c.site));
     const img = snapshotImage(c, { alt: c.id, width: "240" }, "cameras");
     if (img) body.append(el("br"), img);
-    L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
+    const marker = L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
+    marker.on("click", () => { if (window.hubWall) hubWall.open(c.id); }); // live view (wall.js)
   }
 }
 
@@ -468,6 +470,10 @@ function evidenceLine(e) {
     const value = typeof e.value === "number" ? `${Number(e.value.toPrecision(4))} ${e.unit || ""}` : "—";
     return `${sensor ? sensor.name || sensor.id : e.sensor}: ${value.trim()} · ${when(e.ts)}`;
   }
+  if (e.kind === "camera_event") {
+    const what = [e.event, e.class, e.zone || e.line, e.track_id !== undefined ? `#${e.track_id}` : null];
+    return `${e.camera}: ${what.filter((x) => x !== null && x !== undefined).join(" ")} · ${when(e.ts)}`;
+  }
   const counts = Object.entries(e.counts || {}).map(([k, n]) => `${k} ${n}`).join(", ");
   return `${e.camera || e.kind || ""} ${when(e.ts)} ${counts || e.text || ""}`;
 }
@@ -519,6 +525,7 @@ function showIncident(id, pan) {
   }
   $("detail-body").replaceChildren(facts, el("h3", {}, t("actions")), actions,
     el("h3", {}, t("evidence")), evidence);
+  if (window.hubWall) hubWall.showIncident(i, $("detail-body")); // its live cameras (wall.js)
   $("detail-controls").hidden = !canAct();
   $("detail-ack").hidden = i.state !== "active";
   $("detail-archive").hidden = i.state !== "cleared";
@@ -621,6 +628,7 @@ function onEvent(name, data) {
     room.incidents.set(data.incident.id, data.incident);
     renderIncidents();
     alarm(data.incident);
+    if (window.hubWall) hubWall.onIncident(data.incident); // its cameras onto the wall (wall.js)
     if (data.incident.actions.some((a) => a.kind === "actuate")) loadActuators().catch(fail);
   } else if (name === "sensors") {
     const known = room.markers.size;

@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from tests.actuators.controller import Controller
 from tests.api.support import OPERATOR
-from tests.browser.conftest import Room
+from tests.browser.conftest import NO_LIVE, Room
 from tests.helpers import Peer, wait_for
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,8 @@ def rules_text() -> str:
 @pytest.fixture
 def extra_sections() -> dict[str, Any]:
     channel = {"type": "mqtt", "topic": "{prefix}/notify/situation-room"}
-    return {"notify": {"channels": {"situation-room": channel}, "group_window": "100ms"}}
+    notify = {"channels": {"situation-room": channel}, "group_window": "100ms"}
+    return {**NO_LIVE, "notify": notify}
 
 
 def _gauge(peer: Peer, prefix: str, value: float) -> None:

@@ -37,6 +37,7 @@ class RtspServer:
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
              "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10",
              "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
+             "-pix_fmt", "yuv420p",  # 4:2:0, as cameras send and browsers decode
              "-flags", "+global_header",  # SPS and PPS in the SDP, as cameras send them
              "-f", "rtp", "-sdp_file", str(self._sdp), f"rtp://127.0.0.1:{rtp_port}"],
             stdin=subprocess.DEVNULL,
