@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="this worker's name, unique in the fleet (its MQTT client id is streams-ID)",
     )
+    streams.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
+    )
 
     relay = sub.add_parser("relay", help="serve cameras live to the page (the hub starts one)")
     add_relay_arguments(relay)

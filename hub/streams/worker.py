@@ -298,6 +298,14 @@ def main(args: argparse.Namespace) -> int:
         config, inventory, args.id, make_watch=_watch_factory(config, detector, blurrer, pools)
     )
     log.info("stream worker %s: %d cameras in the fleet's care", args.id, len(worker.cameras))
+    if args.metrics:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        from hub.streams.metrics import registry_for  # noqa: PLC0415
+
+        host, _, port = args.metrics.rpartition(":")
+        start_http_server(int(port), host or "127.0.0.1", registry=registry_for(worker))
+        log.info("metrics at http://%s/metrics", args.metrics)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(worker))

@@ -17,6 +17,7 @@ from hub.detection.backends.registry import load_detector
 from hub.detection.privacy import FaceBlurrer
 from hub.inventory import load_inventory
 from hub.services import LocalMosquitto
+from hub.streams.metrics import exposition, registry_for
 from hub.streams.watch import Pools
 from hub.streams.worker import StreamWorker, _watch_factory
 from tests.helpers import Peer, eventually, write_config
@@ -148,6 +149,8 @@ async def test_a_dead_stream_is_reported_and_taken_up_again(
     down = await eventually(lambda: after("stream_down"), "a stream_down event")
     assert "ffmpeg exited" in down[0]["detail"] or "stalled" in down[0]["detail"]
     state = worker.watches["cam-walk"][0].stream.state
+    registry = registry_for(worker)
+    assert 'hub_stream_up{camera="cam-walk"} 0.0' in exposition(registry)
     tries = state.reconnects
     await eventually(lambda: state.reconnects > tries + 1, "reconnect attempts while it is down")
     assert not after("stream_up")
@@ -157,3 +160,6 @@ async def test_a_dead_stream_is_reported_and_taken_up_again(
     presence = worker.presence()["cameras"]["cam-walk"]
     assert presence["up"]
     assert presence["reconnects"] >= 2
+    text = exposition(registry)
+    assert 'hub_stream_up{camera="cam-walk"} 1.0' in text
+    assert "hub_stream_events_published_total" in text
