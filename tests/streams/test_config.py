@@ -19,7 +19,8 @@ def load(tmp_path: Path, text: str) -> object:
         return [str(p).split("hub.yaml:", 1)[1] for p in exc.problems]
 
 
-def test_defaults_and_values(tmp_path: Path) -> None:
+def test_defaults_and_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no hub.yaml here: every default
     config = load_config(None, env={})
     s = config.streams
     assert (s.fps, s.width, s.height, s.detector, s.min_score) == (2.0, 640, 360, None, 0.4)
