@@ -139,7 +139,20 @@ def test_a_killed_worker_s_cameras_move_within_the_bound_and_it_takes_them_back(
     assert streaming < BOUND
     print(f"worker {victim}'s cameras {sorted(moved)}: taken {took:.2f}s, up {streaming:.2f}s")
 
-    # It comes back: its cameras go back to it, and only those.
+    # It comes back: its cameras go back to it, and only those. While they move, a camera
+    # may be in two workers' presence for the moment between their messages, no longer.
     fleet.start(victim)
-    back = wait_for(lambda: fleet.settled(workers), "the worker to take its share again", 60)
+    double_since: float | None = None
+    longest = 0.0
+    deadline = time.monotonic() + 60
+    while (back := fleet.settled(workers)) is None:
+        assert time.monotonic() < deadline, f"no rebalance: {fleet.watching()}"
+        now = time.monotonic()
+        if doubles(fleet.watching()):
+            double_since = double_since or now
+            longest = max(longest, now - double_since)
+        else:
+            double_since = None
+        time.sleep(0.01)
     assert back[victim] == moved
+    assert longest < 1.0, f"a camera was watched twice for {longest:.2f}s"
