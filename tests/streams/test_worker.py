@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from hub.config import load_config
@@ -130,6 +132,15 @@ async def test_walking_in_out_and_in_again_is_two_entries_of_one_track_each(
         snapshot = tmp_path / "var" / "evidence" / event["snapshot"]
         assert snapshot.is_file()
         assert snapshot.read_bytes()[:2] == b"\xff\xd8"
+    # Faces are blurred in what is stored: the walker's face, plain in the clip, is not.
+    faces = FaceBlurrer(FACES)
+    clip = cv2.VideoCapture(str(walking_clip(tmp_path)))
+    ok, plain = clip.read()
+    assert ok
+    assert faces.faces(np.asarray(plain, np.uint8))
+    stored = cv2.imread(str(tmp_path / "var" / "evidence" / first["snapshot"]))
+    assert stored is not None
+    assert faces.faces(np.asarray(stored, np.uint8)) == []
 
 
 async def test_a_dead_stream_is_reported_and_taken_up_again(
