@@ -23,7 +23,7 @@ from hub.streams.metrics import exposition, registry_for
 from hub.streams.watch import Pools
 from hub.streams.worker import StreamWorker, _watch_factory
 from tests.helpers import Peer, eventually, write_config
-from tests.streams.support import RIGHT_HALF, HttpStream, camera_site, walking_clip
+from tests.streams.support import RIGHT_HALF, HttpStream, camera_site, still_clip, walking_clip
 
 MODELS = Path(__file__).resolve().parents[2] / "var" / "models"
 FALL_MODEL = MODELS / "fall" / "best_fp16.onnx"
@@ -174,3 +174,31 @@ async def test_a_dead_stream_is_reported_and_taken_up_again(
     text = exposition(registry)
     assert 'hub_stream_up{camera="cam-walk"} 1.0' in text
     assert "hub_stream_events_published_total" in text
+
+
+async def test_a_broker_restart_stops_the_cameras_until_it_is_back(
+    tmp_path: Path, own_mosquitto: LocalMosquitto, prefix: str, uid: str
+) -> None:
+    site = camera_site(tmp_path / "site", {"cam-still": {"url": str(still_clip(tmp_path))}})
+    config = load_config(streams_config(tmp_path, own_mosquitto.url, prefix, site, fps=1))
+    assert config.streams.detector is not None
+    executors = [ThreadPoolExecutor(1) for _ in range(3)]
+    make = _watch_factory(
+        config, load_detector(config.streams.detector), FaceBlurrer(FACES), Pools(*executors)
+    )
+    worker = StreamWorker(config, load_inventory(config.inventory), f"w-{uid}", make_watch=make)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await eventually(lambda: "cam-still" in worker.watches, "the camera watched", 30)
+        own_mosquitto.stop()
+        # Cut off, it cannot publish, and the others take its cameras when its Will fires.
+        await eventually(lambda: not worker.watches, "the camera dropped while the broker is away")
+        own_mosquitto.start()
+        await eventually(lambda: "cam-still" in worker.watches, "the camera watched again", 30)
+        await eventually(lambda: worker.watches["cam-still"][0].stream.state.up, "frames again")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        for pool in executors:
+            pool.shutdown(cancel_futures=True)
