@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hub.config import ConfigError, HubConfig, load_config
 from hub.inventory import Inventory, load_inventory
 from hub.inventory.model import Camera
-from hub.mqtt import Message, MqttClient, Will
+from hub.mqtt import Message, MqttClient, MqttError, Will
 from hub.streams.fleet import Roster, share
 from hub.streams.scene import CameraEvent
 from hub.tls import mqtt_ssl_context
@@ -152,7 +152,11 @@ class StreamWorker:
             if changed or not was_connected or now >= next_beat:
                 next_beat = now + heartbeat
                 payload = json.dumps(self.presence()).encode()
-                self.mqtt.publish_nowait(presence_topic(self.prefix, self.worker_id), payload, True)
+                topic = presence_topic(self.prefix, self.worker_id)
+                try:
+                    self.mqtt.publish_nowait(topic, payload, True)
+                except MqttError as exc:  # the connection went meanwhile: next tick
+                    log.warning("presence not published: %s", exc)
             was_connected = True
 
     def _assign(self, mine: set[str]) -> bool:
@@ -194,7 +198,12 @@ class StreamWorker:
             camera = self.cameras.get(event.camera)
             region = camera.region if camera is not None else "unknown"
             payload = json.dumps(event.to_json()).encode()
-            await self.mqtt.publish(events_topic(self.prefix, region, event.camera), payload, 1)
+            try:
+                await self.mqtt.publish(events_topic(self.prefix, region, event.camera), payload, 1)
+            except MqttError as exc:  # refused by the broker (too large, not allowed): counted
+                log.warning("camera %s: event not published: %s", event.camera, exc)
+                self.dropped += 1
+                continue
             self.published += 1
 
     async def run(self, stop: asyncio.Event) -> None:

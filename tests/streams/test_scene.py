@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hub.inventory.model import Line, Zone
 from hub.streams.scene import CameraEvent, Scene, Track, side
 
@@ -117,3 +122,29 @@ def test_event_json_is_the_contracts() -> None:
                          "line", "direction", "count", "ts", "snapshot", "clip"}  # fmt: skip
     assert (body["class"], body["score"], body["ts"], body["zone"], body["clip"]) == (
         "person", 0.8765, 12.346, None, None)  # fmt: skip
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 1), st.floats(0.31, 1), st.booleans()), min_size=1, max_size=60)
+)
+def test_entries_and_exits_alternate_whatever_the_path(
+    steps: list[tuple[float, float, bool]],
+) -> None:
+    """A track's zone events go entered, left, entered, ...; crossings alternate in and out."""
+    scene = Scene("cam", [CORNER], [KERB], leave_frames=2, lost_after=1.0)
+    zone_kinds: list[str] = []
+    runs: list[list[str]] = [[]]  # crossings while the track is alive, run by run
+    ts = 0.0
+    for x, y, seen in steps:
+        ts += 0.5
+        for e in scene.update([person(1, x, y)] if seen else [], ts):
+            if e.zone == "corner" and e.kind in ("entered", "left"):
+                zone_kinds.append(e.kind)
+            if e.kind == "crossed":
+                runs[-1].append(str(e.direction))
+        if 1 not in scene.tracks and runs[-1]:
+            runs.append([])  # lost: a new sighting starts afresh
+    assert zone_kinds == ["entered", "left"] * (len(zone_kinds) // 2) + (
+        ["entered"] if len(zone_kinds) % 2 else [])  # fmt: skip
+    for run in runs:
+        assert all(a != b for a, b in itertools.pairwise(run))
