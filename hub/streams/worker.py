@@ -22,7 +22,7 @@ from hub.config import ConfigError, HubConfig, load_config
 from hub.inventory import Inventory, load_inventory
 from hub.inventory.model import Camera
 from hub.mqtt import Message, MqttClient, MqttError, Will
-from hub.streams.fleet import Roster, share
+from hub.streams.fleet import Assignment, Roster
 from hub.streams.scene import CameraEvent
 from hub.tls import mqtt_ssl_context
 
@@ -130,6 +130,7 @@ class StreamWorker:
         heartbeat = self.settings.presence.heartbeat
         next_beat = 0.0
         was_connected = False
+        assignment = Assignment(self.cameras, [self.worker_id])
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(0.5, heartbeat)):
@@ -148,7 +149,10 @@ class StreamWorker:
                 self._assign(set())
                 was_connected = False
                 continue
-            changed = self._assign(share(self.cameras, self.roster.live, self.worker_id))
+            live = self.roster.live
+            if set(live) != assignment.workers:
+                assignment.update(live)
+            changed = self._assign(assignment.of(self.worker_id))
             if changed or not was_connected or now >= next_beat:
                 next_beat = now + heartbeat
                 payload = json.dumps(self.presence()).encode()

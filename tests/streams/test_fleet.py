@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.streams.fleet import Roster, owner, share
+from hub.streams import fleet
+from hub.streams.fleet import Assignment, Roster, owner, share
+from hub.streams.fleet import score as fleet_score
 
 CAMERAS = [f"cam-{i}" for i in range(300)]
 ids = st.lists(st.text("abcdefgh0123", min_size=1, max_size=6), min_size=1, max_size=8, unique=True)
@@ -48,3 +51,27 @@ def test_roster_joins_leaves_and_forgets_the_unheard() -> None:
     assert roster.expire(25.1)  # "2" unheard for more than 20 s
     assert roster.live == ["1"]
     assert not roster.heard("1", False, 30.0)  # our own goodbye is not news
+
+
+@given(st.lists(ids, min_size=1, max_size=6))
+def test_assignment_kept_up_to_date_is_the_one_computed_afresh(views: list[list[str]]) -> None:
+    assignment = Assignment(CAMERAS[:50], views[0])
+    for live in views:
+        assignment.update(live)
+        for worker in live:
+            assert assignment.of(worker) == share(CAMERAS[:50], live, worker)
+
+
+def test_a_change_scores_far_fewer_pairs_than_a_fresh_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cameras = [f"cam-{i}" for i in range(2000)]
+    workers = [f"w{i}" for i in range(50)]
+    assignment = Assignment(cameras, workers)
+    scored = []
+    monkeypatch.setattr(fleet, "score", lambda w, c: scored.append(1) or fleet_score(w, c))
+    assignment.update(workers[1:])  # one leaves: its ~40 cameras over the other 49
+    assignment.update(workers)  # and comes back: scored once against each camera
+    assert len(scored) < 2000 + 60 * 49  # a fresh share scores 2000 x 50 = 100,000 pairs
+    for worker in workers:
+        assert assignment.of(worker) == share(cameras, workers, worker)
