@@ -151,6 +151,11 @@ class Hub:
             prefix=mqtt.prefix,
             rule_paths=config.rules,
             commands=config.actuators.commands,
+            commit_limit=(
+                (config.store.max_txn_ops, config.store.max_request_bytes)
+                if config.store.backend == "etcd"
+                else None
+            ),
         )
         self.ingest.listeners.append(self.rules.on_readings)
         self.ingest.on_full = self._on_full
