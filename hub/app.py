@@ -28,6 +28,7 @@ from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
 from hub.detection.camera_events import CameraEvents
 from hub.detection.service import DetectionService
+from hub.ha.pair import run_pair
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
@@ -78,17 +79,32 @@ class Component(Protocol):
 class Hub:
     """The running hub: one object that owns every part and every background task."""
 
-    def __init__(self, config: HubConfig, inventory: Inventory, rules: RuleSet) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        inventory: Inventory,
+        rules: RuleSet,
+        *,
+        store: Store | None = None,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
+        """`store`: one opened by the caller, who runs and closes it (the active hub of a pair,
+        hub.ha.pair); `gate`: asked before anything goes out (commands, incidents,
+        notifications): the pair's leadership, whose loss stops them at once."""
         self.config = config
         self.inventory = inventory
         mqtt, influx, ingest = config.mqtt, config.influx, config.ingest
         data_dir = Path(config.data_dir)
+        self._owns_store = store is None
+        self.gate = gate
         # Every state the hub must not lose or repeat (rules, commands, notifications, audit).
-        self.store: Store = (
-            open_etcd_store(config.store)
-            if config.store.backend == "etcd"
-            else open_store(data_dir / "hub.db")
-        )
+        self.store: Store
+        if store is not None:
+            self.store = store
+        elif config.store.backend == "etcd":
+            self.store = open_etcd_store(config.store)
+        else:
+            self.store = open_store(data_dir / "hub.db")
         self.influx = InfluxClient(
             influx.url,
             influx.database,
@@ -113,6 +129,7 @@ class Hub:
             username=mqtt.username,
             password=mqtt.password,
             ssl_context=self.tls,
+            gate=gate,
             clean_start=False,
             session_expiry=int(mqtt.session_expiry),
             keepalive=mqtt.keepalive,
@@ -189,6 +206,7 @@ class Hub:
             prefix=mqtt.prefix,
             authorize=cap_access(config.api),
             actions=self.rules,
+            gate=gate,
         )
         self.dispatcher.register("notify", self.notifier)
         self.rules.listeners.append(self.notifier.on_incident)
@@ -350,6 +368,7 @@ class Hub:
             spool_refused=refused,
             rules_loaded=len(self.rules.engine.rules),
             rule_errors=list(self.rules.reload_problems),
+            role=None if self.gate is None else "active",
         )
 
     def _on_connected(self, connections: int) -> None:
@@ -413,7 +432,7 @@ class Hub:
             # Each loop is supervised: a failure is logged, counted and the loop starts
             # again, so that one failing part never stops ingest or barrier commands.
             loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-                ("store-upkeep", self.store.run),
+                *([("store-upkeep", self.store.run)] if self._owns_store else []),
                 ("storage-writer", self.writer.run),
                 ("mqtt", self.mqtt.run),
                 ("deadletters", self.ingest.publish_deadletters),
@@ -445,9 +464,15 @@ class Hub:
             await self.mqtt.stop()
             for task in tasks:
                 task.cancel()
-        await self.store.aclose()
+        if self._owns_store:
+            await self.store.aclose()
         await self.influx.close()
         log.info("stopped")
+
+    async def abort(self) -> None:
+        """Leadership is lost: off the broker at once, before anything else can go out.
+        The caller then cancels `run`; what was not saved is the next active hub's to redo."""
+        await self.mqtt.stop(grace=0)
 
 
 @contextlib.asynccontextmanager
@@ -528,6 +553,21 @@ async def _serve(config: HubConfig, inventory: Inventory, rules: RuleSet) -> Non
     await hub.run(stop)
 
 
+async def _serve_pair(config: HubConfig, inventory: Inventory, rules: RuleSet) -> None:
+    """`hub run` with `ha.enabled`: standby until this hub wins the leadership (hub.ha.pair)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    check_listen(config.api.host, config.api.port)
+    sys.setswitchinterval(0.0005)
+
+    def build(store: Store, gate: Callable[[], bool]) -> Hub:
+        return Hub(config, inventory, rules, store=store, gate=gate)
+
+    await run_pair(config, build, stop)
+
+
 def main(args: argparse.Namespace) -> int:
     """`hub run`: load and validate everything, then serve until SIGTERM or Ctrl-C."""
     try:
@@ -553,7 +593,8 @@ def main(args: argparse.Namespace) -> int:
         log.warning("%s:%d:%d: %s", warning.file, warning.line, warning.col, warning.message)
     services = _local_services(config, Path(args.local_services)) if args.local_services else []
     try:
-        asyncio.run(_serve(config, inventory, rules))
+        serve = _serve_pair if config.ha.enabled else _serve
+        asyncio.run(serve(config, inventory, rules))
     except (SecretMissingError, StoreError, TlsSetupError, ListenError) as exc:
         # Raised while the parts are built, before anything connects or runs.
         print(f"hub: not starting: {exc}", file=sys.stderr)
