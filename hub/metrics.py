@@ -34,6 +34,13 @@ DEADLETTER_QUEUE = Gauge(
     "hub_deadletter_queue_depth", "Dead letters waiting to be published", registry=REGISTRY
 )
 
+# A pair of hubs (docs/ha.md)
+HA_ACTIVE = Gauge(
+    "hub_ha_active",
+    "1 while this hub is the active one of a pair, 0 on the standby",
+    registry=REGISTRY,
+)
+
 # Background tasks
 TASK_FAILURES = Counter(
     "hub_task_failures",

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hub.config.model import (
         ApiConfig,
         ApiToken,
+        HaConfig,
         HubConfig,
         InfluxConfig,
         IngestConfig,
@@ -33,6 +34,7 @@ _WHERE = {
     "InfluxConfig": "model",
     "IngestConfig": "model",
     "MqttConfig": "model",
+    "HaConfig": "model",
     "StoreConfig": "model",
     "collect_files": "paths",
     "ConfigError": "problems",
@@ -50,6 +52,7 @@ __all__ = [
     "ApiConfig",
     "ApiToken",
     "ConfigError",
+    "HaConfig",
     "HubConfig",
     "InfluxConfig",
     "IngestConfig",

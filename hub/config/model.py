@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
@@ -370,8 +371,27 @@ class StoreConfig(Section):
         return value
 
 
+class HaConfig(Section):
+    """An active/standby pair of hubs on one etcd store (docs/ha.md): exactly one is active."""
+
+    enabled: bool = False
+    # This hub's name in the pair: the leader key holds it, and the standby's answers name
+    # the active hub by it. Each hub of a pair needs its own.
+    name: str = Field(default_factory=socket.gethostname)
+    # The leader's lease, in whole seconds (etcd counts them so): a dead active hub is
+    # replaced about this long after its last keepalive.
+    ttl: Annotated[int, Field(ge=1, le=60)] = 2
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip() or value != value.strip() or not value.isprintable():
+            raise ValueError(f"a name such as 'hub-a', without spaces around it, got {value!r}")
+        return value
+
+
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
-_SECTIONS = ("mqtt", "influx", "ingest", "api", "store")
+_SECTIONS = ("mqtt", "influx", "ingest", "api", "store", "ha")
 
 
 class HubConfig(Section):
@@ -389,6 +409,7 @@ class HubConfig(Section):
     streams: StreamsConfig = Field(default_factory=StreamsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
+    ha: HaConfig = Field(default_factory=HaConfig)
     data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     _source: Path | None = PrivateAttr(default=None)
@@ -410,6 +431,16 @@ class HubConfig(Section):
         ):
             data["influx"] = {**influx, "spool_dir": Path(data_dir) / "spool"}
         return data
+
+    @field_validator("ha")
+    @classmethod
+    def _ha_on_etcd(cls, value: HaConfig, info: ValidationInfo) -> HaConfig:
+        store = info.data.get("store")
+        if value.enabled and store is not None and store.backend != "etcd":
+            raise ValueError(
+                "enabled needs store.backend: etcd (the pair shares its state and leadership there)"
+            )
+        return value
 
     @property
     def source(self) -> Path | None:

@@ -486,10 +486,11 @@ class EtcdStore:
             await self.client.aclose()
 
 
-def open_etcd_store(cfg: StoreConfig) -> EtcdStore:
+def open_etcd_store(cfg: StoreConfig, mode: Literal["writer", "reader"] = "writer") -> EtcdStore:
     """The store of the `store:` section, its documents read (blocking, at start).
 
-    Without a leadership it writes unfenced: one hub on its prefix (docs/ha.md)."""
+    A writer without a leadership writes unfenced: one hub on its prefix; a hub of a pair
+    opens it as a reader and leads it while active (docs/ha.md)."""
     client = EtcdClient(
         cfg.endpoints,
         timeout=cfg.request_timeout,
@@ -500,6 +501,7 @@ def open_etcd_store(cfg: StoreConfig) -> EtcdStore:
     return EtcdStore(
         client,
         cfg.prefix,
+        mode=mode,
         timeout=cfg.timeout,
         max_request_bytes=cfg.max_request_bytes,
         max_txn_ops=cfg.max_txn_ops,
