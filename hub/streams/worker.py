@@ -35,6 +35,9 @@ log = logging.getLogger("hub.streams")
 
 # Events waiting for the broker; beyond this the oldest are dropped (and counted).
 EVENT_QUEUE = 10_000
+# After (re)connecting, how long the other workers' retained presence has to arrive before
+# this worker takes its share.
+SETTLE_S = 0.5
 
 
 def events_topic(prefix: str, region: str, camera: str) -> str:
@@ -128,7 +131,7 @@ class StreamWorker:
     async def _fleet(self) -> None:
         """Keep the cameras watched those that fall to this worker; publish presence."""
         heartbeat = self.settings.presence.heartbeat
-        next_beat = 0.0
+        next_beat = settled_at = 0.0
         was_connected = False
         assignment = Assignment(self.cameras, [self.worker_id])
         while True:
@@ -149,11 +152,17 @@ class StreamWorker:
                 self._assign(set())
                 was_connected = False
                 continue
+            if not was_connected:
+                # The others' retained presence comes right after we subscribe; until it has,
+                # we would take every camera for ourselves and start them all.
+                was_connected, settled_at = True, now + SETTLE_S
+            if now < settled_at:
+                continue
             live = self.roster.live
             if set(live) != assignment.workers:
                 assignment.update(live)
             changed = self._assign(assignment.of(self.worker_id))
-            if changed or not was_connected or now >= next_beat:
+            if changed or now >= next_beat:
                 next_beat = now + heartbeat
                 payload = json.dumps(self.presence()).encode()
                 topic = presence_topic(self.prefix, self.worker_id)
@@ -161,7 +170,6 @@ class StreamWorker:
                     self.mqtt.publish_nowait(topic, payload, True)
                 except MqttError as exc:  # the connection went meanwhile: next tick
                     log.warning("presence not published: %s", exc)
-            was_connected = True
 
     def _assign(self, mine: set[str]) -> bool:
         """Start and stop watches so that exactly `mine` are watched; True if any changed."""

@@ -148,6 +148,8 @@ def test_a_killed_worker_s_cameras_move_within_the_bound_and_it_takes_them_back(
     while (back := fleet.settled(workers)) is None:
         assert time.monotonic() < deadline, f"no rebalance: {fleet.watching()}"
         now = time.monotonic()
+        # It takes its share only, never every camera before it has heard of the others.
+        assert fleet.watching().get(victim, set()) <= moved, fleet.watching()
         if doubles(fleet.watching()):
             double_since = double_since or now
             longest = max(longest, now - double_since)
