@@ -182,13 +182,6 @@ def deliveries(webhook: WebhookServer) -> Counter[str]:
     return Counter({headers[DELIVERY_HEADER]: 1 for headers, _ in webhook.received})
 
 
-@pytest.mark.xfail(
-    reason="known doubling, not yet fixed (about 1 run in 5): a kill soon after the active "
-    "hub opened a flood's incident can leave its close command replicated without the "
-    "incident, and the next active hub derives the incident again under another id (its "
-    "restored clock is past the redelivered reading's time), closing the barrier twice",
-    strict=False,
-)
 def test_sigkill_of_the_active_hub_during_floods_loses_and_doubles_nothing(
     pair_parts: tuple[Pair, Controller, WebhookServer, Peer],
     prefix: str,
