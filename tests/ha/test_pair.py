@@ -30,6 +30,7 @@ from tests.app.torture_support import threaded_webhook
 from tests.helpers import (
     HubProcess,
     Peer,
+    influx_query,
     point,
     service_sections,
     small_province,
@@ -182,7 +183,10 @@ def deliveries(webhook: WebhookServer) -> Counter[str]:
 
 
 def test_sigkill_of_the_active_hub_during_floods_loses_and_doubles_nothing(
-    pair_parts: tuple[Pair, Controller, WebhookServer, Peer], prefix: str
+    pair_parts: tuple[Pair, Controller, WebhookServer, Peer],
+    prefix: str,
+    influx: LocalInflux,
+    database: str,
 ) -> None:
     seed = int(os.environ.get("HUB_HA_SEED") or random.randrange(2**32))
     print(f"seed {seed} (HUB_HA_SEED={seed} repeats this run)")
@@ -218,6 +222,14 @@ def test_sigkill_of_the_active_hub_during_floods_loses_and_doubles_nothing(
     assert all(c == Counter(close=1, open=1) for c in per_incident.values()), per_incident
     assert all(n == 1 for n in controller.executed.values())
     assert len(deliveries(webhook)) == FLOODS, f"one notification per flood (seed {seed})"
+
+    # Every reading stored once (two a flood), whichever hub took it in.
+    def stored() -> int:
+        rows = influx_query(influx.url, database, "SELECT count(value) FROM reading")
+        return int(str(rows[0]["count"])) if rows else 0
+
+    wait_for(lambda: stored() >= 2 * FLOODS, "every reading in InfluxDB")
+    assert stored() == 2 * FLOODS, f"readings stored twice (seed {seed})"
 
 
 def test_a_stopped_active_hub_that_wakes_sends_nothing_and_stands_by(

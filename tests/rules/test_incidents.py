@@ -377,3 +377,22 @@ def test_a_rule_added_by_reload_sees_incidents_already_open() -> None:
         " trigger: {incident: a}}\n"
     )
     assert brief(eng.replace_rules(rules(more))) == [(50.0, "opened", "b", "u1")]
+
+
+def test_a_reading_delivered_again_after_the_clock_moved_on_opens_the_same_incident() -> None:
+    """After a crash or a takeover, the broker delivers again a reading whose incident was
+    lost with the state, to an engine whose clock has moved on (the clock ticked first): the
+    incident it opens has the same id, so its actions keep theirs and a barrier command
+    already made is not made again."""
+    first = engine(ACTIONS)
+    (opened, *asked) = first.on_readings([r("wl-1", 0.2, 10)])
+    assert isinstance(opened, IncidentOpened)
+    again = engine(ACTIONS)
+    again.tick(at(13))  # the new hub's clock, seconds past the reading
+    (reopened, *asked_again) = again.on_readings([r("wl-1", 0.2, 10)])
+    assert isinstance(reopened, IncidentOpened)
+    assert reopened.incident.id == opened.incident.id
+    assert reopened.incident.opened_at == at(13)  # it happens now, on this engine's clock
+    ids = [e.action_id for e in asked if isinstance(e, ActionRequested)]
+    assert ids
+    assert [e.action_id for e in asked_again if isinstance(e, ActionRequested)] == ids

@@ -112,6 +112,7 @@ class World:
 
     def evaluate(self, subj: SubjectState, t: int) -> None:
         """A condition of `subj` flipped at t: open, clear or re-trigger its incident."""
+        cause = t  # the reading's own time (or a timer's): what the incident's id follows
         t = max(t, self.clock)  # caused by a reading older than the clock: it happens now
         rt = subj.rt
         trig = rt.trigger(subj.held_bits)
@@ -121,7 +122,7 @@ class World:
             subj.touch()
         if subj.incident is None:
             if entered:
-                self.open(subj, t)
+                self.open(subj, t, cause)
             return
         # The default clear is the trigger without its `for:`s no longer holding.
         clear = rt.clear(subj.held_bits) if rt.clear else not rt.trigger(subj.raw_bits)
@@ -132,14 +133,20 @@ class World:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def open(self, subj: SubjectState, t: int) -> None:
-        """Open an incident for `subj` at t and ask for the rule's actions."""
+    def open(self, subj: SubjectState, t: int, cause: int | None = None) -> None:
+        """Open an incident for `subj` at t and ask for the rule's actions.
+
+        Its id follows `cause`, the time of the reading (or timer) that opened it, not the
+        clock: a reading delivered again after a crash or a takeover, to an engine whose
+        clock has moved on meanwhile, opens the same incident, whose actions keep their ids
+        (so a barrier command already made is not made twice)."""
         rule = subj.rt.rule
-        iid = incident_id(rule.id, subj.id, t)
+        first = incident_id(rule.id, subj.id, t if cause is None else cause)
+        iid = first
         n = 1
         while iid in self.incidents:  # reopened at the very instant it cleared
             n += 1
-            iid = f"{incident_id(rule.id, subj.id, t)}-{n}"
+            iid = f"{first}-{n}"
         place = subj.place
         rec = IncidentRecord(
             id=iid,
