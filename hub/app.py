@@ -24,6 +24,7 @@ from hub.api import HealthReport, build_app, serve_http
 from hub.api.check import check_tokens
 from hub.api.routes import add_room_routes
 from hub.audit import AuditEntry, AuditLog
+from hub.cameras.local import LocalCameras, for_inventory
 from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
 from hub.detection.service import DetectionService
@@ -42,7 +43,15 @@ from hub.rules.model import RuleSet
 from hub.rules.rederive import fetch_retained_incidents
 from hub.rules.service import RuleService
 from hub.scheduler import Job, rule_jobs, start_scheduler
-from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
+from hub.services import (
+    ChildProcess,
+    LocalInflux,
+    LocalMosquitto,
+    LocalService,
+    ServiceError,
+    port_open,
+    start_detectors,
+)
 from hub.storage import InfluxClient, Spool, StorageWriter
 from hub.store import StoreError
 from hub.store.recover import open_store
@@ -446,9 +455,12 @@ async def running(config: HubConfig, inventory: Inventory) -> AsyncIterator[Hub]
         await task
 
 
-def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
-    """Start Mosquitto and InfluxDB for the configured URLs when nothing answers there."""
-    started: list[LocalService] = []
+def _local_services(
+    config: HubConfig, inventory: Inventory, data_dir: Path
+) -> list[LocalService | LocalCameras]:
+    """Start Mosquitto, InfluxDB and the sample cameras for the configured URLs and the
+    inventory's cameras on this machine when nothing answers there."""
+    started: list[LocalService | LocalCameras] = []
     mqtt = urlsplit(config.mqtt.url)
     influx = urlsplit(config.influx.url)
     wanted: list[LocalService] = [
@@ -467,7 +479,12 @@ def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
         if port_open(service.host, service.port):
             log.info("%s already answers on %s:%d", service.name, service.host, service.port)
             continue
-        service.start()
+        try:
+            service.start()
+        except ServiceError:
+            for other in reversed(started):  # not left running without the hub
+                other.stop()
+            raise
         log.info(
             "started %s on %s:%d (data in %s)",
             service.name,
@@ -476,6 +493,20 @@ def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
             service.data_dir,
         )
         started.append(service)
+    cameras = for_inventory((c.url for c in inventory.cameras.values()), data_dir / "cameras")
+    if cameras is not None:
+        try:
+            cameras.start()
+        except ServiceError:
+            for other in reversed(started):  # not left running without the hub
+                other.stop()
+            raise
+        log.info(
+            "started the sample cameras: rtsp://127.0.0.1:%d/..., http://127.0.0.1:%d/...",
+            cameras.rtsp_port,
+            cameras.http_port,
+        )
+        started.append(cameras)
     return started
 
 
@@ -528,7 +559,22 @@ def main(args: argparse.Namespace) -> int:
         log.warning("%s", notice)
     for warning in config.warnings:
         log.warning("%s:%d:%d: %s", warning.file, warning.line, warning.col, warning.message)
-    services = _local_services(config, Path(args.local_services)) if args.local_services else []
+    services: list[LocalService | LocalCameras | ChildProcess] = []
+    try:
+        if args.local_services:
+            services += _local_services(config, inventory, Path(args.local_services))
+        if args.detectors:
+            services += start_detectors(
+                args.detectors,
+                config=Path(args.config) if args.config else None,
+                log_dir=Path(config.data_dir) / "logs",
+                mqtt_url=args.mqtt,
+            )
+    except ServiceError as exc:
+        print(f"hub: not starting: {exc}", file=sys.stderr)
+        for service in reversed(services):
+            service.stop()
+        return 1
     try:
         asyncio.run(_serve(config, inventory, rules))
     except (SecretMissingError, StoreError, TlsSetupError, ListenError) as exc:

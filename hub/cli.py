@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hub.cameras.local import add_cameras_arguments
 from hub.demo import add_demo_arguments
 from hub.rules.cli import add_test_arguments
 from hub.rules.replay_cli import add_replay_arguments
@@ -33,8 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--local-services",
         metavar="DIR",
-        help="start Mosquitto and InfluxDB as child processes with data in DIR "
-        "when the configured URLs do not answer",
+        help="start Mosquitto, InfluxDB and the sample camera server as child processes "
+        "with data in DIR when nothing answers at the configured URLs",
+    )
+    run.add_argument(
+        "--detectors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also start N detection workers (`hub detector`) as child processes",
     )
 
     check = sub.add_parser("check", help="validate config, inventory and rules")
@@ -66,12 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_arguments(sub.add_parser("demo", help="the whole system on the example province"))
 
+    add_cameras_arguments(
+        sub.add_parser("cameras", help="the sample cameras: `serve` them, or make their `media`")
+    )
+
     detector = sub.add_parser("detector", help="a detection worker (start several to scale out)")
     _connection_flags(detector)
     detector.add_argument(
         "--id",
         required=True,
         help="this worker's name, unique among the workers (its MQTT client id is detector-ID)",
+    )
+    detector.add_argument(
+        "--data-dir", metavar="DIR", help="the hub's data_dir, where evidence goes (beats the file)"
     )
     return parser
 
@@ -102,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.detection.worker import main as detector_main
 
         return detector_main(args)
+    if args.command == "cameras":
+        from hub.cameras.local import cameras_main
+
+        return cameras_main(args)
     if args.command == "store":
         from hub.store.recover import store_main
 
