@@ -16,7 +16,8 @@ from aiohttp import web
 
 from hub.detection.capture import CaptureError, CapturePool, Frame, grab_image
 from hub.services import free_port
-from tests.detection.rtsp import RtspServer
+from tests.cameras.support import HEIGHT, WIDTH, LocalCameras, local_cameras
+from tests.helpers import eventually
 
 
 def picture(width: int = 160, height: int = 120) -> np.ndarray:  # type: ignore[type-arg]
@@ -39,11 +40,7 @@ def pool() -> Iterator[CapturePool]:
         yield p
 
 
-@pytest.fixture(scope="module")
-def rtsp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspServer]:
-    server = RtspServer(tmp_path_factory.mktemp("rtsp"))
-    yield server
-    server.stop()
+__all__ = ["local_cameras"]  # the fixture, imported for the tests here
 
 
 @pytest.fixture
@@ -93,14 +90,47 @@ def assert_picture(result: object) -> None:
     assert tuple(result.image[60, 140]) == pytest.approx((0, 0, 255), abs=30)
 
 
-async def test_an_rtsp_stream(pool: CapturePool, rtsp: RtspServer) -> None:
+async def test_an_rtsp_stream(pool: CapturePool, local_cameras: LocalCameras) -> None:
     before = time.time()
-    result = await pool.capture("cam-1", rtsp.url)
+    result = await pool.capture("cam-1", local_cameras.url("street-pan"))
     assert isinstance(result, Frame), result
     assert result.camera_id == "cam-1"
-    assert result.image.shape == (240, 320, 3)
+    assert result.image.shape == (HEIGHT, WIDTH, 3)
     assert result.image.dtype == np.uint8
+    assert result.image.std() > 20  # a picture, not a grey or green decoder placeholder
     assert before <= result.ts <= time.time()
+
+
+async def test_several_clients_of_one_stream_at_once(
+    pool: CapturePool, local_cameras: LocalCameras
+) -> None:
+    url = local_cameras.url("people-pan")
+    frames = await pool.capture_many([("a", url), ("b", url)])
+    assert all(isinstance(f, Frame) and f.image.shape == (HEIGHT, WIDTH, 3) for f in frames)
+
+
+def test_a_stream_that_is_not_served_is_an_error(
+    pool: CapturePool, local_cameras: LocalCameras
+) -> None:
+    result = pool.grab("nowhere", local_cameras.url("no-such-clip"))
+    assert isinstance(result, CaptureError)
+    assert "could not open" in result.reason
+
+
+async def test_the_http_snapshot_camera_moves(
+    pool: CapturePool, local_cameras: LocalCameras
+) -> None:
+    url = local_cameras.snapshot_url("people-zoom")
+    first = await pool.capture("snap", url)
+    assert isinstance(first, Frame), first
+    assert first.image.shape == (HEIGHT, WIDTH, 3)
+
+    async def moved() -> bool:
+        later = await pool.capture("snap", url)
+        assert isinstance(later, Frame), later
+        return float(np.abs(later.image.astype(int) - first.image).mean()) > 1
+
+    await eventually(moved, "a later snapshot that differs", timeout=5)
 
 
 async def test_an_http_snapshot_and_an_mjpeg_stream(pool: CapturePool, http_camera: str) -> None:
