@@ -25,9 +25,11 @@ from hub.api.check import check_tokens
 from hub.api.routes import add_room_routes
 from hub.audit import AuditEntry, AuditLog
 from hub.cameras.local import LocalCameras, for_inventory
+from hub.cameras.snapshot import SnapshotService
 from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
 from hub.detection.service import DetectionService
+from hub.detection.worker import default_faces_model
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
@@ -204,6 +206,14 @@ class Hub:
         )
         self.dispatcher.register("detect", self.detection)
         self.components.append(self.detection)
+        self.snapshots = SnapshotService(
+            config.detection,
+            inventory,
+            audit=self.audit,
+            faces_model=default_faces_model(config),
+            tokens=config.api.tokens,
+        )
+        self.components.append(self.snapshots)
         for component in self.components:
             self._add(component)
 

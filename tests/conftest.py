@@ -1,5 +1,6 @@
 """Fixtures: real Mosquitto and InfluxDB processes on free loopback ports, one per test session,
-with a topic prefix and a database of its own for each test."""
+with a topic prefix and a database of its own for each test; the sample cameras
+(`local_cameras`, from tests/cameras/support.py), served by GStreamer on free ports."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 from hub.services import LocalInflux, LocalMosquitto, free_port
 from tests.actuators.controller import Controller
+from tests.cameras.support import local_cameras
 from tests.helpers import HubProcess
+
+__all__ = ["local_cameras"]  # a fixture for every test package
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,13 @@
 """Real cameras for tests: the GStreamer RTSP server of `hub cameras serve` on free ports.
 
-    from tests.cameras.support import LocalCameras, local_cameras  # the fixture
+    from tests.cameras.support import LocalCameras
 
-    def test_something(local_cameras: LocalCameras) -> None:
+    def test_something(local_cameras: LocalCameras) -> None:  # the fixture, in tests/conftest.py
         url = local_cameras.url("people-pan")            # rtsp://127.0.0.1:PORT/people-pan
         snap = local_cameras.snapshot_url("street-pan")  # http://127.0.0.1:PORT/street-pan.jpg
 
-`local_cameras` is one server for the whole test session (import the fixture into the test
-module or a conftest.py). For a server of your own (to stop it mid-test), use
+`local_cameras` is one server for the whole test session (tests/conftest.py makes it known to
+every test package). For a server of your own (to stop it mid-test), use
 `with LocalCameras(tmp_path) as cameras: ...` or `start()` / `stop()`. Streams: people-pan
 (two people, faces in view), street-pan (a bus and people), people-zoom; 640x360 H.264 at
 10 frames/s with a keyframe every second. Tests that need them fail, naming the Debian

@@ -18,9 +18,7 @@ import pytest
 from hub.cameras.local import check_gstreamer, for_inventory, loopback_ports
 from hub.cameras.media import IMAGES, MediaError, ensure_media
 from hub.services import ServiceError, free_port
-from tests.cameras.support import HEIGHT, STREAMS, WIDTH, LocalCameras, local_cameras
-
-__all__ = ["local_cameras"]  # the fixture, imported for the tests here
+from tests.cameras.support import HEIGHT, STREAMS, WIDTH, LocalCameras
 
 
 def keyframes(path: Path) -> list[int]:
