@@ -25,6 +25,15 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    from hub.durations import DurationError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -60,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="compress the storm's ten minutes by this factor (default 1)",
+    )
+    simulate.add_argument(
+        "--calm",
+        type=_seconds,
+        default=3900.0,
+        metavar="DURATION",
+        help="how long the sensors go on reporting after the storm, in real time, so that "
+        "incidents clear (default 65m)",
     )
     simulate.add_argument("--qos", type=int, choices=(0, 1), default=0)
 
