@@ -34,6 +34,9 @@ STORM_S = 600.0  # the storm's shape at speed 1: ten minutes from first rain to 
 # Then the rain stops and the water falls, over half as long again (fractions 1 to 1.5 of the
 # storm).
 RECEDE = (1.0, 1.5)
+# The peak (fractions 0.55 to 1) lasts at least this long in real time, so that the rules'
+# `for` durations (the underpass's 30 s) hold at any speed; fraction 1 is held to make it up.
+PEAK_S = 90.0
 # A river gauge goes silent at 0.6 of the storm for this long (real time, longer than the
 # example `missing: 5m` rule), then reports again.
 SILENT_S = 420.0
@@ -110,8 +113,16 @@ def storm(inventory: Inventory, speed: float, calm: float = CALM_S) -> Iterator[
     """Every sensor reporting through the storm and for `calm` seconds after it; one
     water-level gauge goes silent midway and reports again later."""
     length = STORM_S / speed
+    hold = max(0.0, PEAK_S - 0.45 * length)
     hush = (0.6 * length, 0.6 * length + SILENT_S)
-    end = length * RECEDE[1] + calm
+    passed = length * RECEDE[1] + hold  # when the calm begins
+    end = passed + calm
+
+    def fraction(t: float) -> float:
+        if t <= length:
+            return t / length
+        return 1.0 + max(0.0, t - length - hold) / length
+
     silent = next(
         (
             s.id
@@ -126,9 +137,9 @@ def storm(inventory: Inventory, speed: float, calm: float = CALM_S) -> Iterator[
         every = max(pace / max(speed, 1.0), 0.25)
         t = 0.0
         while t <= end:
-            if t > length * RECEDE[1]:
+            if t > passed:
                 every = max(every, pace)  # the calm after the storm, at the sensors' own pace
-            x = t / length
+            x = fraction(t)
             if sensor.id == silent and hush[0] < t < hush[1]:
                 t += every
                 continue  # the gauge is silent: its `missing` rule should notice

@@ -22,7 +22,7 @@ from hub.mqtt import MqttClient
 from hub.rules.engine import Engine
 from hub.rules.events import ActionRequested, IncidentOpened
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from hub.simulate import CALM_S, RECEDE, Controllers, scripted, storm
+from hub.simulate import CALM_S, PEAK_S, RECEDE, Controllers, scripted, storm
 from hub.units import converter
 from tests.helpers import aquery, eventually, service_sections, write_config
 
@@ -36,6 +36,13 @@ def test_storm_shape_over_the_example_province() -> None:
     assert {s.sensor for s in steps} == set(inventory.sensors)
     assert [s.at for s in steps] == sorted(s.at for s in steps)
     length = 600 / 60
+    hold = PEAK_S - 0.45 * length  # the peak is held to last PEAK_S in real time
+    above = [
+        s.at
+        for s in steps
+        if s.sensor == "suwon-seryu-wl-1" and s.value is not None and s.value > 0.15
+    ]
+    assert above[-1] - above[0] > 60  # the underpass rule's `for: 30s` holds, even at speed 60
 
     def values(kind: str, site_type: str | None, start: float, end: float) -> list[float]:
         return [
@@ -50,7 +57,7 @@ def test_storm_shape_over_the_example_province() -> None:
         return values(kind, site_type, 0.9 * length, length)
 
     def after(kind: str, site_type: str | None = None) -> list[float]:
-        return values(kind, site_type, RECEDE[1] * length, steps[-1].at)
+        return values(kind, site_type, RECEDE[1] * length + hold, steps[-1].at)
 
     assert min(peak("water_level", "underpass")) > 0.15  # above the underpass rule's 15 cm
     assert min(peak("rain_rate")) > 30
@@ -59,7 +66,7 @@ def test_storm_shape_over_the_example_province() -> None:
     assert max(after("water_level", "underpass")) < 0.10
     assert max(after("rain_rate")) < 20
     assert set(after("flood_switch")) == {0.0}
-    assert steps[-1].at - RECEDE[1] * length > CALM_S - 10 > 3600
+    assert steps[-1].at - RECEDE[1] * length - hold > CALM_S - 10 > 3600
     silent = next(
         s for s in inventory.sensors.values() if s.kind == "water_level" and s.site_type == "river"
     )
