@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -69,8 +70,6 @@ class LocalCameras:
     @property
     def names(self) -> list[str]:
         """The streams served (the clips' names)."""
-        import json  # noqa: PLC0415 - only when asked
-
         return sorted(json.loads((self.media / "clips.json").read_text())["clips"])
 
     @property
