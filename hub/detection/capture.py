@@ -115,9 +115,15 @@ def _stream(url: str, connect_timeout: float, read_timeout: float) -> Image:
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
         int(read_timeout * 1000),
     ]
+    start = time.monotonic()
     capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
     try:
         if not capture.isOpened():
+            if time.monotonic() - start >= 0.9 * connect_timeout:
+                # Connected (or not) but nothing came back: a hung camera, not a wrong path.
+                raise CaptureFailedError(
+                    f"could not open the stream: timed out after {connect_timeout:g} s"
+                )
             raise CaptureFailedError(f"could not open the stream: {_why_not(url, connect_timeout)}")
         ok, image = capture.read()
     finally:

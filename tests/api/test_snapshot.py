@@ -185,7 +185,7 @@ async def test_a_hung_camera_answers_504_within_the_deadline_while_others_are_se
     assert error["camera"] == "cam-hung"
     assert error["cause"] == "timeout"
     assert error["error"].startswith("camera cam-hung: ")
-    assert DEADLINE - 0.5 < took < DEADLINE + 1.5
+    assert took < DEADLINE + 1.5
 
 
 async def test_a_refused_camera_answers_502_naming_the_cause(client: Client) -> None:
