@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -145,7 +146,7 @@ class SnapshotService:
         frame = await pool.capture(camera.id, camera.url)
         if isinstance(frame, CaptureError):
             status, cause = cause_of(frame.reason)
-            return Failure(status, cause, frame.reason)
+            return Failure(status, cause, _without_secrets(frame.reason, camera.url))
         blur = self.config.blur_faces(camera)
         loop = asyncio.get_running_loop()
         try:
@@ -244,6 +245,16 @@ async def _snapshot(request: web.Request, actor: Actor) -> web.StreamResponse:
             "X-Faces-Blurred": "unblurred" if taken.faces is None else str(taken.faces),
         },
     )
+
+
+def _without_secrets(reason: str, url: str) -> str:
+    """The reason without the camera's user and password, should a library have quoted the
+    URL: viewers never learn cameras' credentials (GET /api/cameras hides them too)."""
+    parts = urlsplit(url)
+    for secret in (parts.password, parts.username):
+        if secret:
+            reason = reason.replace(secret, "***")
+    return reason
 
 
 def _in_regions(actor: Actor) -> str:

@@ -21,7 +21,7 @@ import pytest
 
 from hub.app import Hub, running
 from hub.cameras.media import IMAGES
-from hub.cameras.snapshot import cause_of
+from hub.cameras.snapshot import _without_secrets, cause_of
 from hub.config import load_config
 from hub.detection.privacy import FaceBlurrer
 from hub.inventory import load_inventory
@@ -230,6 +230,12 @@ async def test_every_request_is_audited(client: Client) -> None:
     assert "face(s) blurred" in ok["detail"]
     when = datetime.fromisoformat(ok["ts"].replace("Z", "+00:00")).timestamp()
     assert abs(when - time.time()) < 60
+
+
+def test_a_reason_never_shows_the_cameras_credentials() -> None:
+    url = "rtsp://admin:s3cret@10.0.0.9/stream1"
+    reason = "OpenCV: cannot open rtsp://admin:s3cret@10.0.0.9/stream1"
+    assert _without_secrets(reason, url) == "OpenCV: cannot open rtsp://***:***@10.0.0.9/stream1"
 
 
 def test_causes() -> None:
