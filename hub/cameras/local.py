@@ -126,7 +126,10 @@ class LocalCameras:
                         return line
                     if not line:  # it exited
                         break
-        code = self.proc.poll()
+        try:
+            code: int | None = self.proc.wait(1)  # it closed its output: it is exiting
+        except subprocess.TimeoutExpired:
+            code = None
         self.stop()
         what = f"exited with code {code}" if code is not None else f"not ready in {deadline_s:g}s"
         raise ServiceError(f"{self.name} {what}: {_tail(self.log_path)}")

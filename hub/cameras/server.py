@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -168,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     except ClipError as exc:
         print(f"camera server: {exc}", file=sys.stderr)
         return 1
+    try:  # before GStreamer starts threads of its own, so that a failure exits at once
+        http = ThreadingHTTPServer(args.http, _snapshots(clips))
+    except OSError as exc:
+        where = f"{args.http[0]}:{args.http[1]}"
+        print(f"camera server: cannot listen on {where}: {exc}", file=sys.stderr)
+        return 1
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address(args.rtsp[0])
@@ -177,14 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         mounts.add_factory(f"/{name}", LoopFactory(clip))
     if server.attach(None) == 0:
         print(f"camera server: cannot listen on {args.rtsp[0]}:{args.rtsp[1]}", file=sys.stderr)
-        return 1
-    try:
-        http = ThreadingHTTPServer(args.http, _snapshots(clips))
-    except OSError as exc:
-        print(
-            f"camera server: cannot listen on {args.http[0]}:{args.http[1]}: {exc}", file=sys.stderr
-        )
-        return 1
+        sys.stderr.flush()
+        os._exit(1)  # GStreamer's threads would hold a normal exit up
     http.daemon_threads = True
     threading.Thread(target=http.serve_forever, name="snapshots", daemon=True).start()
     loop = GLib.MainLoop()

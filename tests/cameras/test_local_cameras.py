@@ -103,12 +103,17 @@ def test_a_stream_plays_on_in_real_time_across_the_loop(local_cameras: LocalCame
 
 def test_ports_in_use_are_refused_with_the_reason(tmp_path: Path) -> None:
     with LocalCameras(tmp_path / "a") as first:
-        second = LocalCameras(tmp_path / "b", rtsp_port=free_port(), http_port=first.http_port)
-        with pytest.raises(
-            ServiceError, match=r"camera server exited with code 1: .*cannot listen"
+        for taken, ports in (
+            ("http", {"http_port": first.http_port}),
+            ("rtsp", {"rtsp_port": first.rtsp_port}),
         ):
-            second.start()
-        assert second.proc is None
+            second = LocalCameras(tmp_path / taken, **ports)
+            start = time.monotonic()
+            port = ports[f"{taken}_port"]
+            with pytest.raises(ServiceError, match=rf"exited with code 1: .*listen on .*:{port}"):
+                second.start()
+            assert time.monotonic() - start < 10
+            assert second.proc is None
 
 
 def test_a_python_without_gstreamer_names_the_packages() -> None:
