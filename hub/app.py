@@ -28,12 +28,15 @@ from hub.cameras.local import LocalCameras, for_inventory
 from hub.cameras.snapshot import SnapshotService
 from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
+from hub.detection.camera_events import CameraEvents
 from hub.detection.service import DetectionService
 from hub.detection.worker import default_faces_model
+from hub.ha.pair import run_pair
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
 from hub.inventory import Inventory, load_inventory
 from hub.listen import ListenError, check_listen, listen_error
+from hub.live.service import LiveService
 from hub.metrics import INGEST_PAUSED
 from hub.mqtt import Message, MqttClient, MqttError
 from hub.notify.channels import SecretMissingError
@@ -55,7 +58,8 @@ from hub.services import (
     start_detectors,
 )
 from hub.storage import InfluxClient, Spool, StorageWriter
-from hub.store import StoreError
+from hub.store import Store, StoreError
+from hub.store.etcd import open_etcd_store
 from hub.store.recover import open_store
 from hub.supervise import supervised
 from hub.tls import TlsSetupError, mqtt_ssl_context
@@ -87,13 +91,32 @@ class Component(Protocol):
 class Hub:
     """The running hub: one object that owns every part and every background task."""
 
-    def __init__(self, config: HubConfig, inventory: Inventory, rules: RuleSet) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        inventory: Inventory,
+        rules: RuleSet,
+        *,
+        store: Store | None = None,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
+        """`store`: one opened by the caller, who runs and closes it (the active hub of a pair,
+        hub.ha.pair); `gate`: asked before anything goes out (commands, incidents,
+        notifications): the pair's leadership, whose loss stops them at once."""
         self.config = config
         self.inventory = inventory
         mqtt, influx, ingest = config.mqtt, config.influx, config.ingest
         data_dir = Path(config.data_dir)
+        self._owns_store = store is None
+        self.gate = gate
         # Every state the hub must not lose or repeat (rules, commands, notifications, audit).
-        self.store = open_store(data_dir / "hub.db")
+        self.store: Store
+        if store is not None:
+            self.store = store
+        elif config.store.backend == "etcd":
+            self.store = open_etcd_store(config.store)
+        else:
+            self.store = open_store(data_dir / "hub.db")
         self.influx = InfluxClient(
             influx.url,
             influx.database,
@@ -118,6 +141,7 @@ class Hub:
             username=mqtt.username,
             password=mqtt.password,
             ssl_context=self.tls,
+            gate=gate,
             clean_start=False,
             session_expiry=int(mqtt.session_expiry),
             keepalive=mqtt.keepalive,
@@ -156,6 +180,11 @@ class Hub:
             prefix=mqtt.prefix,
             rule_paths=config.rules,
             commands=config.actuators.commands,
+            commit_limit=(
+                (config.store.max_txn_ops, config.store.max_request_bytes)
+                if config.store.backend == "etcd"
+                else None
+            ),
         )
         self.ingest.listeners.append(self.rules.on_readings)
         self.ingest.on_full = self._on_full
@@ -189,10 +218,18 @@ class Hub:
             prefix=mqtt.prefix,
             authorize=cap_access(config.api),
             actions=self.rules,
+            gate=gate,
         )
         self.dispatcher.register("notify", self.notifier)
         self.rules.listeners.append(self.notifier.on_incident)
         self.components.append(self.notifier)
+        self._add_video(config, inventory)
+        for component in self.components:
+            self._add(component)
+
+    def _add_video(self, config: HubConfig, inventory: Inventory) -> None:
+        """The cameras' components: detection jobs, the stream workers' events, live view and
+        on-demand snapshots."""
         self.detection = DetectionService(
             config.detection,
             inventory,
@@ -201,11 +238,33 @@ class Hub:
             sink=self.writer,
             audit=self.audit,
             data_dir=Path(config.data_dir),
-            prefix=mqtt.prefix,
+            prefix=config.mqtt.prefix,
             tokens=config.api.tokens,
         )
         self.dispatcher.register("detect", self.detection)
         self.components.append(self.detection)
+        self.camera_events = CameraEvents(
+            inventory,
+            rules=self.rules,
+            ack=self.mqtt.ack,
+            sink=self.writer,
+            prefix=config.mqtt.prefix,
+            max_future_s=config.ingest.max_future,
+            max_age_s=config.ingest.max_age,
+            tokens=config.api.tokens,
+        )
+        self.camera_events.listeners.append(self.room.on_camera_event)
+        self.components.append(self.camera_events)
+        self.live = LiveService(
+            config.live,
+            inventory,
+            config.detection,
+            incidents=self._incident_place,
+            audit=self.audit,
+            api_host=config.api.host,
+        )
+        self.rules.listeners.append(self.live.on_incident)
+        self.components.append(self.live)
         self.snapshots = SnapshotService(
             config.detection,
             inventory,
@@ -214,8 +273,6 @@ class Hub:
             tokens=config.api.tokens,
         )
         self.components.append(self.snapshots)
-        for component in self.components:
-            self._add(component)
 
     def _add(self, component: Component) -> None:
         for topic_filter, qos in component.subscriptions:
@@ -323,6 +380,10 @@ class Hub:
         await self.rules.persist()
         return entry
 
+    def _incident_place(self, incident_id: str) -> dict[str, object] | None:
+        incident = self.rules.engine.incident(incident_id)
+        return None if incident is None else incident.to_dict()
+
     def _on_durable(self, tokens: list[object]) -> None:
         # Stored is not enough: the rules' state that reflects these readings must be saved
         # too, or a crash would lose what the rules made of them.
@@ -346,6 +407,7 @@ class Hub:
             spool_refused=refused,
             rules_loaded=len(self.rules.engine.rules),
             rule_errors=list(self.rules.reload_problems),
+            role=None if self.gate is None else "active",
         )
 
     def _on_connected(self, connections: int) -> None:
@@ -409,7 +471,7 @@ class Hub:
             # Each loop is supervised: a failure is logged, counted and the loop starts
             # again, so that one failing part never stops ingest or barrier commands.
             loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-                ("store-upkeep", self.store.run),
+                *([("store-upkeep", self.store.run)] if self._owns_store else []),
                 ("storage-writer", self.writer.run),
                 ("mqtt", self.mqtt.run),
                 ("deadletters", self.ingest.publish_deadletters),
@@ -441,9 +503,15 @@ class Hub:
             await self.mqtt.stop()
             for task in tasks:
                 task.cancel()
-        await self.store.aclose()
+        if self._owns_store:
+            await self.store.aclose()
         await self.influx.close()
         log.info("stopped")
+
+    async def abort(self) -> None:
+        """Leadership is lost: off the broker at once, before anything else can go out.
+        The caller then cancels `run`; what was not saved is the next active hub's to redo."""
+        await self.mqtt.stop(grace=0)
 
 
 @contextlib.asynccontextmanager
@@ -546,6 +614,21 @@ async def _serve(config: HubConfig, inventory: Inventory, rules: RuleSet) -> Non
     await hub.run(stop)
 
 
+async def _serve_pair(config: HubConfig, inventory: Inventory, rules: RuleSet) -> None:
+    """`hub run` with `ha.enabled`: standby until this hub wins the leadership (hub.ha.pair)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    check_listen(config.api.host, config.api.port)
+    sys.setswitchinterval(0.0005)
+
+    def build(store: Store, gate: Callable[[], bool]) -> Hub:
+        return Hub(config, inventory, rules, store=store, gate=gate)
+
+    await run_pair(config, build, stop)
+
+
 def main(args: argparse.Namespace) -> int:
     """`hub run`: load and validate everything, then serve until SIGTERM or Ctrl-C."""
     try:
@@ -586,7 +669,8 @@ def main(args: argparse.Namespace) -> int:
             service.stop()
         return 1
     try:
-        asyncio.run(_serve(config, inventory, rules))
+        serve = _serve_pair if config.ha.enabled else _serve
+        asyncio.run(serve(config, inventory, rules))
     except (SecretMissingError, StoreError, TlsSetupError, ListenError) as exc:
         # Raised while the parts are built, before anything connects or runs.
         print(f"hub: not starting: {exc}", file=sys.stderr)

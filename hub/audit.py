@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -170,6 +170,11 @@ class AuditLog:
         """The entries about one incident, oldest first, from `since_ns` on: those that carry
         its `incident_id`, and those of the commands that these name (`command_id`: their
         status changes and the actuators' acknowledgements carry no incident id)."""
+        return by_incident(await self.about_incidents(since_ns)).get(incident_id, [])
+
+    async def about_incidents(self, since_ns: int = 0) -> list[AuditEntry]:
+        """Every entry from `since_ns` on that may be about an incident (it carries an
+        `incident_id` or a `command_id`), oldest first; `by_incident` sorts them out."""
         found: list[AuditEntry] = []
         before: str | None = None
         done = False
@@ -179,19 +184,28 @@ class AuditLog:
                 if int(data["ts"]) < since_ns:
                     done = True
                     break
-                if data.get("incident_id") == incident_id or "command_id" in data:
+                if "incident_id" in data or "command_id" in data:
                     found.append(AuditEntry.from_dict(data))
             if len(page) < PAGE:
                 break
             before = page[-1][0]
             await asyncio.sleep(0)  # the whole space, at worst: not in one go on the loop
-        commands = {
-            e.fields["command_id"]
-            for e in found
-            if e.fields.get("incident_id") == incident_id and "command_id" in e.fields
-        }
-        return [
-            e
-            for e in reversed(found)
-            if e.fields.get("incident_id") == incident_id or e.fields.get("command_id") in commands
-        ]
+        found.reverse()
+        return found
+
+
+def by_incident(entries: Iterable[AuditEntry]) -> dict[str, list[AuditEntry]]:
+    """Entries (oldest first) by the incident they are about, in order: those that carry its
+    `incident_id`, and those of the commands that these name (`command_id`)."""
+    entries = list(entries)
+    owner = {
+        e.fields["command_id"]: e.fields["incident_id"]
+        for e in entries
+        if e.fields.get("incident_id") and "command_id" in e.fields
+    }
+    out: dict[str, list[AuditEntry]] = {}
+    for e in entries:
+        incident = e.fields.get("incident_id") or owner.get(e.fields.get("command_id"))
+        if incident:
+            out.setdefault(incident, []).append(e)
+    return out

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from hub.cameras.local import add_cameras_arguments
 from hub.demo import add_demo_arguments
+from hub.live.relay import add_relay_arguments
 from hub.rules.cli import add_test_arguments
 from hub.rules.replay_cli import add_replay_arguments
 from hub.store.recover import add_store_arguments
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument(
         "--data-dir", metavar="DIR", help="the hub's data_dir, where evidence goes (beats the file)"
     )
+
+    relay = sub.add_parser("relay", help="serve cameras live to the page (the hub starts one)")
+    add_relay_arguments(relay)
     return parser
 
 
@@ -142,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.store.recover import store_main
 
         return store_main(args)
+    if args.command == "relay":
+        from hub.live.relay import relay_main
+
+        return relay_main(args)
     if args.command == "run":
         from hub.app import main as run_main
 

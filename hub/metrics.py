@@ -34,6 +34,13 @@ DEADLETTER_QUEUE = Gauge(
     "hub_deadletter_queue_depth", "Dead letters waiting to be published", registry=REGISTRY
 )
 
+# A pair of hubs (docs/ha.md)
+HA_ACTIVE = Gauge(
+    "hub_ha_active",
+    "1 while this hub is the active one of a pair, 0 on the standby",
+    registry=REGISTRY,
+)
+
 # Background tasks
 TASK_FAILURES = Counter(
     "hub_task_failures",
@@ -133,6 +140,12 @@ DETECT_JOBS = Counter(
 )
 DETECT_RESENT = Counter(
     "hub_detect_resent", "Detection jobs sent again for want of an answer", registry=REGISTRY
+)
+CAMERA_EVENTS = Counter(
+    "hub_camera_events",
+    "Camera events from the stream workers by outcome: ok, invalid (unreadable, unknown "
+    "camera), duplicate (an event sent twice), out_of_time, failed",
+    ["outcome"],
 )
 DETECT_RESULTS = Counter(
     "hub_detect_results",

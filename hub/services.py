@@ -1,12 +1,14 @@
-"""Local Mosquitto and InfluxDB processes, for tests, demos and `hub run --local-services`, and
-the detection workers `hub run --detectors` and `hub demo` start beside the hub."""
+"""Local Mosquitto, InfluxDB and etcd processes, for tests, demos and `hub run --local-services`,
+and the detection workers `hub run --detectors` and `hub demo` start beside the hub."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -89,12 +91,18 @@ class LocalService:
 
     def start(self, deadline_s: float = 30.0) -> None:
         """Start the process and return once it answers."""
+        if self.launch():
+            self.wait_ready(deadline_s)
+
+    def launch(self) -> bool:
+        """Start the process without waiting for it (False: it runs already). Members of a
+        cluster are launched together: none of them answers before a quorum is up."""
         if shutil.which(self.binary) is None:
             raise ServiceError(
                 f"{self.binary} not found on PATH: run scripts/install to get Debian's package"
             )
         if self.proc is not None and self.proc.poll() is None:
-            return
+            return False
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.write_config()
         self._log_file = self.log_path.open("ab")
@@ -105,6 +113,12 @@ class LocalService:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, not the child
         )
+        return True
+
+    def wait_ready(self, deadline_s: float = 30.0) -> None:
+        """Return once the launched process answers; ServiceError if it exits or is late."""
+        if self.proc is None:
+            raise ServiceError(f"{self.name} on port {self.port} was not launched")
         _wait(self.ready, f"{self.name} on port {self.port}", self.proc, self.log_path, deadline_s)
 
     def stop(self, timeout_s: float = 15.0) -> None:
@@ -230,6 +244,111 @@ class LocalInflux(LocalService):
                 return bool(resp.status == 204)
         except OSError:
             return False
+
+
+@dataclass
+class LocalEtcd(LocalService):
+    """One member of a local etcd cluster (`EtcdCluster` starts them together)."""
+
+    name: str = "etcd"
+    binary: str = "etcd"
+    data_dir: Path = Path("var/etcd")
+    port: int = 2379  # the client port
+    peer_port: int = 2380
+    initial_cluster: str = ""  # name=peer URL, ... of every member
+    cluster_token: str = "hub"  # noqa: S105 (etcd's name for a cluster, the same in each member)
+    # TLS on the client port: (certificate, key, the CA that signed it); peers stay plain.
+    tls: tuple[Path, Path, Path] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
+
+    def write_config(self) -> None:
+        pass  # everything is on the command line
+
+    def command(self) -> list[str]:
+        return [
+            "etcd",
+            f"--name={self.name}",
+            f"--data-dir={self.data_dir.resolve()}/data",
+            f"--listen-client-urls={self.url}",
+            f"--advertise-client-urls={self.url}",
+            f"--listen-peer-urls={self.peer_url}",
+            f"--initial-advertise-peer-urls={self.peer_url}",
+            f"--initial-cluster={self.initial_cluster or f'{self.name}={self.peer_url}'}",
+            "--initial-cluster-state=new",  # ignored once the data folder holds a member
+            f"--initial-cluster-token={self.cluster_token}",
+            # Loopback round trips take microseconds: a lost member's leadership is taken
+            # over in about half a second instead of etcd's default of one to two.
+            "--heartbeat-interval=50",
+            "--election-timeout=500",
+            # Keep the store's history bounded (etcd keeps every revision until compacted).
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=10000",
+            "--logger=zap",
+            "--log-level=warn",
+        ] + ([f"--cert-file={self.tls[0]}", f"--key-file={self.tls[1]}"] if self.tls else [])
+
+    def ready(self) -> bool:
+        # /health says true only while the cluster has a leader (a quorum is up).
+        context = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
+        try:
+            with urllib.request.urlopen(  # noqa: S310
+                f"{self.url}/health", timeout=0.5, context=context
+            ) as resp:
+                return bool(json.load(resp).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+
+class EtcdCluster:
+    """A cluster of local etcd members on free loopback ports, one folder each under
+    `data_dir`; members can be killed and started again, as in a machine's crash."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        size: int = 3,
+        host: str = "127.0.0.1",
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        self.members = [
+            LocalEtcd(
+                name=f"etcd{i}",
+                data_dir=data_dir / f"etcd{i}",
+                port=free_port(host),
+                peer_port=free_port(host),
+                host=host,
+                tls=tls,
+            )
+            for i in range(size)
+        ]
+        everyone = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for member in self.members:
+            member.initial_cluster = everyone
+            member.cluster_token = f"hub-{self.members[0].peer_port}"
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Every member's client URL."""
+        return [m.url for m in self.members]
+
+    def start(self, deadline_s: float = 30.0) -> None:
+        """Start every member that is not running, and return once all of them answer."""
+        launched = [m for m in self.members if m.launch()]
+        for member in launched:
+            member.wait_ready(deadline_s)
+
+    def stop(self) -> None:
+        """Stop every member. SIGKILL: etcd syncs its log before it acknowledges a write, so
+        a kill loses nothing, where SIGTERM waits 5 s for peers that are stopping too."""
+        for member in self.members:
+            member.kill()
 
 
 @dataclass

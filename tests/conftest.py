@@ -1,6 +1,6 @@
-"""Fixtures: real Mosquitto and InfluxDB processes on free loopback ports, one per test session,
-with a topic prefix and a database of its own for each test; the sample cameras
-(`local_cameras`, from tests/cameras/support.py), served by GStreamer on free ports."""
+"""Fixtures: real Mosquitto, InfluxDB and etcd processes on free loopback ports, one per test
+session, with a topic prefix, a database and a key prefix of its own for each test; the sample
+cameras (`local_cameras`, from tests/cameras/support.py), served by GStreamer on free ports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.services import LocalInflux, LocalMosquitto, free_port
+from hub.services import EtcdCluster, LocalInflux, LocalMosquitto, free_port
 from tests.actuators.controller import Controller
 from tests.cameras.support import local_cameras
 from tests.helpers import HubProcess
@@ -52,6 +52,24 @@ def own_influx(tmp_path: Path) -> Iterator[LocalInflux]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """A 3-member etcd cluster shared by the session; tests keep apart by key prefix."""
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def own_etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A 3-member etcd cluster for one test, for tests that kill or stop its members."""
+    cluster = EtcdCluster(tmp_path / "etcd")
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -17,17 +17,23 @@ from hub.api.body import (
     text_field,
     word_field,
 )
+from hub.rules.actions import MAX_SIGN_TEXT
 
 if TYPE_CHECKING:
     from hub.actuators.service import ActuatorService
 
 SERVICE: web.AppKey[ActuatorService] = web.AppKey("actuators", object)  # type: ignore[arg-type]
-_COMMAND_KEYS = {"command", "reason", "override", "expires"}
+_COMMAND_KEYS = {"command", "reason", "override", "expires", "incident", "text"}
 _CONFIRM_KEYS = {"approve"}
 # A barrier command delivered more than a day after an operator asked for it is never what
 # they meant: the flood it was for is over, or has become another one.
 MAX_EXPIRES_S = 86400.0
 _MISSING = '\'command\' is missing: say what to do, e.g. {"command": "close"}'
+_NO_INCIDENT = "'incident' is empty: leave it out, or name the incident the command is for"
+_NO_REASON = (
+    "an override needs a 'reason': say why the interlock or the rate limit must be passed "
+    '(e.g. {"command": "open", "override": true, "reason": "crew trapped, opening by hand"})'
+)
 
 
 def add_routes(app: web.Application, service: ActuatorService) -> None:
@@ -60,6 +66,7 @@ async def _list(request: web.Request, actor: Actor) -> web.StreamResponse:
                 "name": actuator.name,
                 "region": actuator.region,
                 "site": actuator.site,
+                "commands": list(service.config.commands.get(actuator.kind, ())),
                 "state": state.get("state"),
                 "state_ts": state.get("ts"),
                 "pending": [_job(j) for j in mine if not j.final],
@@ -85,13 +92,21 @@ async def _command(request: web.Request, actor: Actor) -> web.StreamResponse:
         data = await read_object(request, _COMMAND_KEYS, "a command")
         command = word_field(data, "command", _MISSING)
         reason = text_field(data, "reason")
+        shown = text_field(data, "text", MAX_SIGN_TEXT) or None
         override = flag_field(data, "override", default=False)
         expires = duration_field(data, "expires", maximum=MAX_EXPIRES_S)
+        incident = word_field(data, "incident", _NO_INCIDENT) if "incident" in data else None
         actuator = path_id(request, "id", "actuator")
+        if override and not reason.strip():
+            raise BodyError(_NO_REASON)
     except BodyError as exc:
         return error(exc.status, str(exc))
     if (refused := _outside(service, actor, actuator)) is not None:
         return refused
+    if incident is not None:
+        found = service.rules.engine.incident(incident)
+        if found is None or not actor.sees(found.region):
+            return error(404, f"no incident {incident!r}: name one the hub holds, or leave it out")
     try:
         job = await service.submit(
             actuator,
@@ -100,6 +115,8 @@ async def _command(request: web.Request, actor: Actor) -> web.StreamResponse:
             reason=reason or f"operator {actor.name}",
             override=override,
             expires_s=expires,
+            incident_id=incident,
+            text=shown,
         )
     except CommandError as exc:
         return error(exc.status, str(exc))

@@ -56,6 +56,7 @@ class CommandJob:
     action_id: str | None = None
     incident_id: str | None = None
     override: bool = False
+    text: str | None = None  # what a sign is to show, sent with the command
     auto_at: int | None = None  # go-ahead without an operator (awaiting_confirmation)
     first_sent: int | None = None
     last_sent: int | None = None

@@ -74,9 +74,10 @@ class Reporter:
             self.audit.record(
                 "override",
                 job.actor,
-                f"{job.action} {job.actuator} past interlocks and the rate limit",
+                f"{job.action} {job.actuator} past interlocks and the rate limit: {job.reason}",
                 command_id=job.command_id,
                 actuator=job.actuator,
+                incident_id=job.incident_id,
             )
 
     def confirmation(self, job: CommandJob, actor: str, approve: bool) -> None:

@@ -184,6 +184,7 @@ class ActuatorService:
                 incident_id=action.incident_id,
                 from_rule=True,
                 expires_s=float(expires) if expires is not None else None,
+                text=str(params["text"]) if params.get("text") is not None else None,
             )
 
     async def submit(
@@ -199,6 +200,7 @@ class ActuatorService:
         from_rule: bool = False,
         override: bool = False,
         expires_s: float | None = None,
+        text: str | None = None,
     ) -> J.CommandJob:
         """Make a command, apply the safety policies, persist it, and send it if it may go."""
         actuator = self.inventory.actuators.get(actuator_id)
@@ -231,6 +233,7 @@ class ActuatorService:
                 action_id=action_id,
                 incident_id=incident_id,
                 override=override,
+                text=text,
                 updated_at=now,
             )
             refused = unknown
@@ -346,6 +349,8 @@ class ActuatorService:
             "expires_at": rfc3339(job.expires_at),
             "reason": job.reason,
         }
+        if job.text is not None:
+            payload["text"] = job.text
         topic = f"{self.prefix}/actuators/{job.region}/{job.actuator}/command"
         # MQTT 5's Message Expiry: a broker never delivers a stale close or open, hours late,
         # to a controller that was offline (its persistent session queues the command).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -147,3 +148,29 @@ def path_id(request: web.Request, name: str, what: str) -> str:
     if _CONTROL.search(value):
         raise BodyError(f"no {what} {shown(value)}", 404)
     return value
+
+
+def moment_field(text: str, name: str, now_ns: int, maximum: float) -> int:
+    """A query's time: a duration back from now (`1h`, at most `maximum` seconds) or an
+    RFC 3339 time with its zone; ns since the epoch."""
+    try:
+        seconds = parse_duration(text, maximum=maximum)
+    except DurationError as exc:
+        if "at most" in str(exc):
+            raise BodyError(
+                f"{name!r}: at most {format_duration(maximum)} back, not {text[:40]!r}"
+            ) from None
+        try:
+            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BodyError(
+                f"{name!r}: cannot read {shown(text)}; write a duration such as 1h or an RFC "
+                "3339 time such as 2026-07-14T09:00:00+09:00"
+            ) from None
+        if stamp.tzinfo is None:
+            raise BodyError(f"{name!r}: {shown(text)} has no time zone; add Z or +09:00") from None
+        ns = int(stamp.timestamp() * 1e9)
+        if not 0 <= ns < 2**63:  # what InfluxDB and the store hold: 1970 to 2262
+            raise BodyError(f"{name!r}: {shown(text)} is outside 1970 to 2262") from None
+        return ns
+    return now_ns - int(seconds * 1e9)

@@ -162,7 +162,20 @@ _COMMAND = {
             "maxLength": MAX_TEXT,
             "description": "no control characters but newline and tab",
         },
-        "override": {"type": "boolean", "description": "past an interlock, audited"},
+        "override": {
+            "type": "boolean",
+            "description": "past an interlock or the rate limit; needs a reason; audited",
+        },
+        "text": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "what a sign is to show, sent with the command",
+        },
+        "incident": {
+            "type": "string",
+            "description": "the incident the command is for: it and its override go into "
+            "the incident's timeline",
+        },
         "expires": {
             "oneOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}],
             "example": "2m",
@@ -355,6 +368,55 @@ def document() -> dict[str, Any]:
             )
         },
         "/api/cameras/{id}/snapshot": {"get": _snapshot_op()},
+        "/api/cameras/{id}/live": {
+            "get": _op(
+                "A ticket to watch a camera live: the relay's URL for it, good for "
+                "live.ticket_ttl; the view is audited (kind live); another region's camera is "
+                "a 404. Play `url` as MPEG-TS (over HTTP, or as a WebSocket with ws://)",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "camera": {"type": "string"},
+                            "url": {"type": "string"},
+                            "expires_at": {"type": "string", "format": "date-time"},
+                            "blurred": {"type": "boolean"},
+                        },
+                    }
+                ),
+                params=[_path("id", "camera id")],
+                errors=(404, 503),
+            )
+        },
+        "/api/incidents/{id}/cameras": {
+            "get": _op(
+                "The cameras that see an incident's place, best first (detection's choice): "
+                "the video wall's tiles",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "incident": {"type": "string"},
+                            "cameras": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "name": {"type": ["string", "null"]},
+                                        "region": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                ),
+                params=[_path("id", "incident id")],
+                errors=(404,),
+            )
+        },
         "/api/incidents": {
             "get": _op(
                 "Incidents not archived, newest first",
@@ -423,6 +485,42 @@ def document() -> dict[str, Any]:
                 errors=(404,),
             )
         },
+        "/api/camera-events": {
+            "get": _op(
+                "The latest camera events from the stream workers, newest first "
+                "(docs/streams.md), of the token's regions",
+                "viewer",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {"events": {"type": "array", "items": _OBJECT}},
+                    }
+                ),
+                params=[
+                    _query("camera", "one camera's events"),
+                    _query("kind", "entered, left, loitering, crossed, crowd, fall, fire, ..."),
+                    _query("limit", "default 100, at most 1000", {"type": "integer"}),
+                ],
+                errors=(400,),
+            )
+        },
+        "/api/export/incidents.csv": {
+            "get": _op(
+                "The incidents opened in a time range and their timelines, as CSV (UTF-8 with "
+                "a byte order mark; one row per timeline entry, with the incident's columns; "
+                "a cell that a spreadsheet would read as a formula starts with an apostrophe)",
+                "viewer",
+                {
+                    "description": "the file; Content-Disposition: attachment",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                params=[
+                    _query("from", "a duration back from now (default 24h) or an RFC 3339 time"),
+                    _query("to", "the same (default now); at most 92d after from"),
+                ],
+                errors=(400, 503),
+            )
+        },
         "/api/audit": {
             "get": _op(
                 "Recent audit entries, newest first",
@@ -467,7 +565,12 @@ def document() -> dict[str, Any]:
             )
         },
         "/api/actuators": {
-            "get": _op("Actuators with their reported state and commands", "viewer", _json(_OBJECT))
+            "get": _op(
+                "Actuators with their reported state, pending and last commands, and the "
+                "commands their kind takes (`commands`)",
+                "viewer",
+                _json(_OBJECT),
+            )
         },
         "/api/actuators/{id}/command": {
             "post": _op(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hub.api.stream import Broadcaster
+from hub.detection.camera_events import CameraEvent
 from hub.detection.service import evidence_url
 from hub.ingest.validate import Reading
 from hub.inventory import Camera, Inventory, Sensor
@@ -60,6 +61,10 @@ class Room:
             if seen is None or reading.ts_ns >= seen[1]:
                 latest[reading.sensor.id] = (reading.value, reading.ts_ns)
                 self._dirty.add(reading.sensor.id)
+
+    def on_camera_event(self, event: CameraEvent) -> None:
+        """Tell the clients that see its region of a camera event (`camera_event`)."""
+        self.broadcaster.publish("camera_event", {"event": event.to_dict()}, region=event.region)
 
     def on_incident(self, event: dict[str, Any]) -> None:
         """The rules' listener: pass the event on, and the state of the sensors it touches."""

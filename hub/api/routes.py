@@ -7,19 +7,17 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from hub.api import openapi, stream
+from hub.api import export, openapi, stream
 from hub.api.auth import Actor, authorized, error, install, refuse
-from hub.api.body import MAX_NOTE, BodyError, path_id, read_object, text_field
+from hub.api.body import MAX_NOTE, BodyError, moment_field, path_id, read_object, text_field
 from hub.api.room import STATES, Room, matching, public
 from hub.api.timeline import timeline
-from hub.durations import DurationError, parse_duration
 from hub.rules.events import Incident, IncidentNotFoundError, IncidentStateError
 from hub.rules.service import rfc3339
 from hub.storage.influx import InfluxError, quote_ident
@@ -66,6 +64,7 @@ def add_routes(app: web.Application, room: Room, tokens: Any) -> None:
     add.add_post("/api/incidents/{id}/notes", _note)
     add.add_post("/api/incidents/{id}/archive", _archive)
     add.add_get("/api/incidents/{id}/timeline", _timeline)
+    add.add_get("/api/export/incidents.csv", _export)
     add.add_get("/api/audit", _audit)
     add.add_get("/api/rules", _rules)
     add.add_get("/api/stream", _stream)
@@ -142,6 +141,7 @@ async def _map(request: web.Request, actor: Actor) -> web.StreamResponse:
             "regions": {"type": "FeatureCollection", "features": regions},
             "sites": sites,
             "actuators": actuators,
+            "live": room.hub.config.live.enabled,  # whether cameras can be watched live
         }
     )
 
@@ -152,25 +152,6 @@ async def _sensors(request: web.Request, actor: Actor) -> web.StreamResponse:
     return web.json_response({"sensors": shown})
 
 
-def _since(text: str, now_ns: int) -> int:
-    """`since` as a duration back from now (`1h`) or an RFC 3339 time; ns since the epoch."""
-    try:
-        seconds = parse_duration(text, maximum=MAX_SINCE_S)
-    except DurationError as exc:
-        if "at most" in str(exc):
-            raise ValueError(f"'since': at most 30d of readings, not {text[:40]!r}") from None
-        try:
-            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"'since': cannot read {text!r}; write a duration such as 1h or an RFC 3339 time"
-            ) from None
-        if stamp.tzinfo is None:
-            raise ValueError(f"'since': {text!r} has no time zone; add Z or +09:00") from None
-        return int(stamp.timestamp() * 1e9)
-    return now_ns - int(seconds * 1e9)
-
-
 @authorized("viewer")
 async def _readings(request: web.Request, actor: Actor) -> web.StreamResponse:
     room = request.app[ROOM]
@@ -178,10 +159,12 @@ async def _readings(request: web.Request, actor: Actor) -> web.StreamResponse:
     if sensor is None or not actor.sees(sensor.region):  # another city's: as if not there
         return error(404, f"no sensor {request.match_info['id']!r} in the inventory")
     try:
-        since = _since(request.query.get("since", "1h"), room.clock())
+        since = moment_field(request.query.get("since", "1h"), "since", room.clock(), MAX_SINCE_S)
         limit = int(request.query.get("limit", "2000"))
-    except ValueError as exc:
-        return error(400, str(exc) if "since" in str(exc) else "'limit' must be a whole number")
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    except ValueError:
+        return error(400, "'limit' must be a whole number")
     if not 1 <= limit <= MAX_POINTS:
         return error(400, f"'limit' must be between 1 and {MAX_POINTS}")
     # The id is an inventory id, quoted as a literal; the numbers are ints.
@@ -349,14 +332,73 @@ async def _timeline(request: web.Request, actor: Actor) -> web.StreamResponse:
     if incident is not None:
         since = incident.opened_at - int(room.hub.config.ingest.max_future * 1e9)
     trail = await room.hub.audit.about(incident_id, since)
-    if incident is None and actor.regions is not None:  # archived: its region is in the trail
-        region = next((e.fields.get("region") for e in trail if e.kind == "archive"), None)
-        if not actor.sees(region if isinstance(region, str) else None):
-            return error(404, f"no incident {incident_id!r} in the rules or the audit trail")
+    region: object = incident.region if incident is not None else None
+    archived = [e for e in trail if e.kind == "archive"]
+    if incident is None and archived:  # by an operator: its times are in the trail
+        region = archived[-1].fields.get("region")
+    elif incident is None:  # by the clock: its times are in InfluxDB's history
+        record = await _history_of(room, incident_id)
+        region = record.get("region") if record is not None else None
+    if (
+        incident is None
+        and actor.regions is not None
+        and not actor.sees(region if isinstance(region, str) else None)
+    ):
+        return error(404, f"no incident {incident_id!r} in the rules or the audit trail")
     found = timeline(incident_id, record, trail)
     if found is None:
         return error(404, f"no incident {incident_id!r} in the rules or the audit trail")
     return web.json_response({"incident_id": incident_id, "timeline": found})
+
+
+async def _history_of(room: Room, incident_id: str) -> dict[str, Any] | None:
+    """An archived incident's record from InfluxDB's history (None: not there, or InfluxDB
+    cannot answer, when the audit trail alone makes the timeline)."""
+    try:
+        rows = await room.hub.influx.query(export.history_of_query(incident_id))
+    except InfluxError:
+        return None
+    record = export.from_history(rows).get(incident_id)
+    return record if record is not None and "opened_at" in record else None
+
+
+@authorized("viewer")
+async def _export(request: web.Request, actor: Actor) -> web.StreamResponse:
+    room = request.app[ROOM]
+    now = room.clock()
+    try:
+        start = moment_field(request.query.get("from", "24h"), "from", now, export.MAX_RANGE_S)
+        end = moment_field(request.query.get("to", "0s"), "to", now, export.MAX_RANGE_S)
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    if not start < end:
+        return error(400, "'from' must be before 'to'")
+    if end - start > export.MAX_RANGE_S * 1e9:
+        return error(400, "at most 92d between 'from' and 'to': export a quarter at a time")
+    try:
+        rows = await room.hub.influx.query(export.history_query(start))
+    except InfluxError as exc:
+        return error(503, f"InfluxDB cannot answer now, and it holds the history: {exc}")
+    held = [i.to_dict() for i in room.hub.rules.engine.incidents()]
+    chosen = [
+        r
+        for r in export.incidents_in(held, export.from_history(rows), start, end)
+        if actor.sees(r.get("region"))
+    ]
+    # Audit times are the hub's clock, an opening's a reading's (see _timeline).
+    ahead = int(room.hub.config.ingest.max_future * 1e9)
+    trail = await room.hub.audit.about_incidents(start - ahead)
+    body = export.write_csv(chosen, trail)
+    name = export.file_name(start, end)
+    return web.Response(
+        body=body,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "private",
+        },
+    )
 
 
 @authorized("viewer")

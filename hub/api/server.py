@@ -30,6 +30,8 @@ class HealthReport:
     # Problems of the rule files on disk when a reload failed; the last good rules run.
     rule_errors: list[str] = field(default_factory=list)
     version: str = __version__
+    # In a pair of hubs (docs/ha.md): "active" or "standby"; None for a hub on its own.
+    role: str | None = None
 
 
 HealthSource = Callable[[], HealthReport]

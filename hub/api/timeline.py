@@ -12,7 +12,8 @@ Two sources, nothing kept for the timeline alone:
 
 The engine forgets an archived incident; an operator's archiving keeps the incident's times
 in its audit entry, so the timeline of an incident archived from the API starts at its
-opening still. One archived by the clock has only what the audit trail holds.
+opening still. One archived by the clock has its times read from InfluxDB's `incident`
+history instead (`hub.api.export.from_history`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def _entry(ts: int, kind: str, text: str, by: str | None = None, **extra: Any) -
     return out
 
 
-def _from_incident(incident: Mapping[str, Any], acked_in_audit: bool) -> list[dict[str, Any]]:
+def _from_incident(
+    incident: Mapping[str, Any], acked_in_audit: bool, archived_in_audit: bool
+) -> list[dict[str, Any]]:
     """The entries the incident's own fields give (`to_dict` form, times in ns)."""
     out = [
         _entry(
@@ -80,11 +83,19 @@ def _from_incident(incident: Mapping[str, Any], acked_in_audit: bool) -> list[di
         )
     if incident.get("cleared_at") is not None:
         out.append(_entry(int(incident["cleared_at"]), "cleared", "cleared"))
+    if incident.get("archived_at") is not None and not archived_in_audit:
+        out.append(_entry(int(incident["archived_at"]), "archived", "archived by the clock"))
     return out
 
 
 # Audit kinds that become a timeline entry of their own kind, with the entry's words as text.
-_PLAIN = {"note": "note", "archive": "archived", "detect": "detection", "escalation": "escalation"}
+_PLAIN = {
+    "note": "note",
+    "archive": "archived",
+    "detect": "detection",
+    "escalation": "escalation",
+    "override": "override",
+}
 
 
 def _from_audit(entry: AuditEntry, incident_id: str) -> dict[str, Any]:
@@ -133,7 +144,10 @@ def timeline(
     acked_in_audit = any(
         e.kind == "ack" and e.fields.get("incident_id") == incident_id for e in entries
     )
-    out = _from_incident(incident, acked_in_audit) if incident is not None else []
+    archived_in_audit = any(e.kind == "archive" for e in entries)
+    out = (
+        _from_incident(incident, acked_in_audit, archived_in_audit) if incident is not None else []
+    )
     out += [_from_audit(e, incident_id) for e in entries]
     out.sort(key=lambda e: (e["ts"], _RANK.get(e["kind"], 1)))
     return [{**e, "ts": rfc3339(e["ts"])} for e in out]

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from hub.config.model import (
         ApiConfig,
         ApiToken,
+        HaConfig,
         HubConfig,
         InfluxConfig,
         IngestConfig,
         MqttConfig,
+        StoreConfig,
     )
     from hub.config.paths import collect_files
     from hub.config.problems import ConfigError, KeyPath, Problem, did_you_mean, format_path
@@ -32,6 +34,8 @@ _WHERE = {
     "InfluxConfig": "model",
     "IngestConfig": "model",
     "MqttConfig": "model",
+    "HaConfig": "model",
+    "StoreConfig": "model",
     "collect_files": "paths",
     "ConfigError": "problems",
     "KeyPath": "problems",
@@ -48,6 +52,7 @@ __all__ = [
     "ApiConfig",
     "ApiToken",
     "ConfigError",
+    "HaConfig",
     "HubConfig",
     "InfluxConfig",
     "IngestConfig",
@@ -56,6 +61,7 @@ __all__ = [
     "Position",
     "Problem",
     "SourceMap",
+    "StoreConfig",
     "collect_files",
     "did_you_mean",
     "format_path",

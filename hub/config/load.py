@@ -27,6 +27,9 @@ _FROM_ENV: tuple[tuple[KeyPath, str], ...] = (
     (("influx", "url"), "HUB_INFLUX_URL"),
     (("influx", "username"), "HUB_INFLUX_USERNAME"),
     (("influx", "password"), "HUB_INFLUX_PASSWORD"),
+    (("store", "username"), "HUB_STORE_USERNAME"),
+    (("store", "password"), "HUB_STORE_PASSWORD"),
+    (("live", "secret"), "HUB_LIVE_SECRET"),
 )
 
 # Keys that were removed, with why. A file that still has one is read with a warning that says

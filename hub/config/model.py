@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
@@ -32,6 +33,7 @@ from hub.config.types import (
 )
 from hub.detection.config import DetectionConfig
 from hub.durations import MAX_DURATION_S, format_duration
+from hub.live.config import LiveConfig
 from hub.notify.config import NotifyConfig
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -294,8 +296,101 @@ class ApiConfig(Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class StoreConfig(Section):
+    """Where the hub keeps its durable state: the embedded SQLite file under data_dir, or a
+    replicated etcd cluster shared by a pair of hubs (docs/ha.md)."""
+
+    backend: Literal["sqlite", "etcd"] = "sqlite"
+    # etcd only: its members' client URLs (all of them: any one may be down), and the key
+    # prefix under which this hub's documents live (one per pair of hubs).
+    endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    prefix: str = "hub"
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    # TLS (https:// endpoints only): the CA that signed the members' certificates, and a
+    # client certificate with its key when the cluster asks for one.
+    ca_file: ReadableFile | None = None
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = Field(default=None, validate_default=True)
+    # How long one request may take before the next member is tried, and how long `sync`
+    # waits for commits to be replicated before it reports them late.
+    request_timeout: Annotated[float, duration_at_most(60.0), Field(gt=0)] = 1.0
+    timeout: Annotated[float, duration_at_most(3600.0), Field(gt=0)] = 5.0
+    # The cluster's own limits on one transaction (etcd's --max-request-bytes and
+    # --max-txn-ops); a batch beyond them is refused at commit, not sent to be refused.
+    max_request_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 1536 * 1024
+    max_txn_ops: Annotated[int, Field(ge=8, le=100_000)] = 128
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one etcd member, e.g. [http://127.0.0.1:2379]")
+        urls = []
+        for url in value:
+            parts = _split_url(url, ("http", "https"))
+            if parts.path not in ("", "/") or parts.query:
+                raise ValueError(f"{_redact(url)!r} has a path; an endpoint is http://HOST:PORT")
+            urls.append(url.strip().rstrip("/"))
+        if len({urlsplit(u).scheme.lower() for u in urls}) > 1:
+            raise ValueError("mixes http:// and https://; every member is reached the same way")
+        return tuple(urls)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.strip("/") or value != value.strip("/ ") or "\0" in value:
+            raise ValueError(f"a key prefix such as 'hub' or 'site-a/hub', got {value!r}")
+        return value
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _tls_only(cls, value: object, info: ValidationInfo) -> object:
+        urls = info.data.get("endpoints")
+        if value is not None and urls and urlsplit(urls[0]).scheme.lower() != "https":
+            raise ValueError("applies to TLS only: use https:// endpoints")
+        return value
+
+    @field_validator("key_file")
+    @classmethod
+    def _pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "cert_file" not in info.data:
+            return value  # cert_file has a problem of its own
+        if value is None and info.data["cert_file"] is not None:
+            raise ValueError("missing: store.cert_file is set, and its key goes in store.key_file")
+        if value is not None and info.data["cert_file"] is None:
+            raise ValueError("set without store.cert_file: give the client certificate too")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("username") is None:
+            raise ValueError("set without store.username: etcd users have a name and a password")
+        return value
+
+
+class HaConfig(Section):
+    """An active/standby pair of hubs on one etcd store (docs/ha.md): exactly one is active."""
+
+    enabled: bool = False
+    # This hub's name in the pair: the leader key holds it, and the standby's answers name
+    # the active hub by it. Each hub of a pair needs its own.
+    name: str = Field(default_factory=socket.gethostname)
+    # The leader's lease, in whole seconds (etcd counts them so): a dead active hub is
+    # replaced about this long after its last keepalive.
+    ttl: Annotated[int, Field(ge=1, le=60)] = 2
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip() or value != value.strip() or not value.isprintable():
+            raise ValueError(f"a name such as 'hub-a', without spaces around it, got {value!r}")
+        return value
+
+
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
-_SECTIONS = ("mqtt", "influx", "ingest", "api")
+_SECTIONS = ("mqtt", "influx", "ingest", "api", "store", "ha")
 
 
 class HubConfig(Section):
@@ -310,6 +405,9 @@ class HubConfig(Section):
     actuators: ActuatorsConfig = Field(default_factory=ActuatorsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    ha: HaConfig = Field(default_factory=HaConfig)
     data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     _source: Path | None = PrivateAttr(default=None)
@@ -331,6 +429,16 @@ class HubConfig(Section):
         ):
             data["influx"] = {**influx, "spool_dir": Path(data_dir) / "spool"}
         return data
+
+    @field_validator("ha")
+    @classmethod
+    def _ha_on_etcd(cls, value: HaConfig, info: ValidationInfo) -> HaConfig:
+        store = info.data.get("store")
+        if value.enabled and store is not None and store.backend != "etcd":
+            raise ValueError(
+                "enabled needs store.backend: etcd (the pair shares its state and leadership there)"
+            )
+        return value
 
     @property
     def source(self) -> Path | None:

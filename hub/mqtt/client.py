@@ -95,7 +95,11 @@ class MqttClient:
         will: Will | None = None,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         ssl_context: ssl.SSLContext | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
+        """`gate`: asked before each connection and each publish; while it answers False the
+        client neither connects nor sends (a hub of a pair that is not the active one)."""
+        self._gate = gate
         if not 1 <= receive_maximum <= 65535:
             raise ValueError(f"receive_maximum must be in 1..65535, not {receive_maximum}")
         if not 1 <= max_inflight_out <= MAX_INFLIGHT_OUT:
@@ -261,8 +265,7 @@ class MqttClient:
         is logged as a warning once per connection.
         """
         _check_topic(topic)
-        if self._stopping.is_set():
-            raise MqttError("the MQTT client is stopped")
+        self._check_open()
         deadline = _deadline(expiry)
         if qos == 0:
             await self._publish_qos_0(topic, payload, retain, deadline)
@@ -281,9 +284,14 @@ class MqttClient:
         comes in the future. A future that nobody awaits does not log "exception was never
         retrieved": its failure is logged at debug level only."""
         _check_topic(topic)
+        self._check_open()
+        return self._outbox.put_nowait(topic, payload, retain, _deadline(expiry))
+
+    def _check_open(self) -> None:
         if self._stopping.is_set():
             raise MqttError("the MQTT client is stopped")
-        return self._outbox.put_nowait(topic, payload, retain, _deadline(expiry))
+        if self._gate is not None and not self._gate():
+            raise MqttError("this hub is not the active one: nothing is sent")
 
     async def _publish_qos_0(
         self, topic: str, payload: bytes, retain: bool, deadline: float | None
@@ -371,6 +379,9 @@ class MqttClient:
     # --- one connection -----------------------------------------------------------------
 
     async def _session(self) -> None:
+        if self._gate is not None and not self._gate():
+            # The fixed client id would take the session from the active hub.
+            raise MqttError("this hub is not the active one: not connecting")
         loop = asyncio.get_running_loop()
         self._generation += 1
         conn = Connection(

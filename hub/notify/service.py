@@ -63,6 +63,7 @@ NOTIFICATIONS = Counter(
     ["channel", "status"],
     registry=REGISTRY,
 )
+GATE_RETRY = 0.5  # seconds between looks at the gate while it is closed
 PENDING_NOTES = Gauge("hub_notifications_pending", "Notes waiting for delivery", registry=REGISTRY)
 
 
@@ -101,8 +102,11 @@ class Notifier:
         env: Mapping[str, str] = os.environ,
         clock: Callable[[], float] = time.time,
         actions: ActionStatus | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
+        # Asked before each delivery: a hub of a pair delivers only while it is the active one.
+        self.gate = gate
         # Where a notify action's status goes once its messages are delivered or given up.
         self.actions = actions
         self._action_notes: dict[str, set[str]] = collections.defaultdict(set)
@@ -356,6 +360,10 @@ class Notifier:
                 at = max(at, recent[0] + limit.per)  # the rest wait, and go grouped
             if at > now:
                 await _wait(wake, at - now)
+                continue
+            if self.gate is not None and not self.gate():
+                # Not the active hub of a pair (any more): the active one delivers these.
+                await _wait(wake, GATE_RETRY)
                 continue
             # The oldest note waited its window; whatever came since goes along with it.
             batch = pending[: self.config.max_group if backend.grouped else 1]

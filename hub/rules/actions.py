@@ -85,9 +85,12 @@ def _detect(ctx: Ctx, path: KeyPath, value: Any) -> Action | None:
     return Detect(cameras, classes, score)
 
 
+MAX_SIGN_TEXT = 200  # characters a command's `text` may carry (a sign's message)
+
+
 @ACTIONS.register("actuate")
 def _actuate(ctx: Ctx, path: KeyPath, value: Any) -> Action | None:
-    keys = ("actuators", "kind", "command", "on_clear", "expires", *_TARGET_KEYS)
+    keys = ("actuators", "kind", "command", "on_clear", "expires", "text", *_TARGET_KEYS)
     data = mapping(ctx, path, value, keys, "{actuators: site, command: close, on_clear: open}")
     if data is None:
         return None
@@ -105,6 +108,14 @@ def _actuate(ctx: Ctx, path: KeyPath, value: Any) -> Action | None:
     if "on_clear" in data:
         on_clear = text(ctx, (*path, "on_clear"), data["on_clear"], "a command such as open")
     expires = duration(ctx, (*path, "expires"), data["expires"]) if "expires" in data else None
+    shown = None
+    if "text" in data:
+        shown = text(ctx, (*path, "text"), data["text"], "what a sign shows, e.g. DO NOT ENTER")
+        if shown is not None and len(shown) > MAX_SIGN_TEXT:
+            ctx.error((*path, "text"), f"at most {MAX_SIGN_TEXT} characters, got {len(shown)}")
+            return None
+        if shown is None:
+            return None
     if targets is None or kinds is None or command is None:
         return None
     if ("on_clear" in data and on_clear is None) or ("expires" in data and expires is None):
@@ -115,7 +126,7 @@ def _actuate(ctx: Ctx, path: KeyPath, value: Any) -> Action | None:
         if word is not None:
             for why in _not_taken(ctx, targets, kinds, word):
                 ctx.error((*path, key), why)
-    return Actuate(targets, command, on_clear, expires)
+    return Actuate(targets, command, on_clear, expires, shown)
 
 
 def _not_taken(ctx: Ctx, targets: Targets, kinds: tuple[str, ...], command: str) -> list[str]:

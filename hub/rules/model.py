@@ -129,7 +129,9 @@ class IncidentCondition:
 
 @dataclass(frozen=True, slots=True)
 class DetectionCondition:
-    """A detection result with at least `min_count` objects of `classes`, `within_s` old."""
+    """A detection result with at least `min_count` objects of `classes`, `within_s` old; or,
+    with `events`, a camera event of one of those kinds (`camera_event`), in one of `zones`
+    (any zone, or none, when empty), about at least `min_count` objects of `classes`."""
 
     where: str
     classes: tuple[str, ...]
@@ -137,6 +139,8 @@ class DetectionCondition:
     min_score: float
     within_s: float
     cameras: str | tuple[str, ...]  # "site", "region", or camera ids
+    events: tuple[str, ...] | None = None  # None: detection results; else camera event kinds
+    zones: tuple[str, ...] = ()  # camera events in these zones or on these lines only
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,7 @@ class Actuate:
     command: str
     on_clear: str | None = None
     expires_s: float | None = None
+    text: str | None = None  # what a sign shows (the command's `text`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,11 @@ store keep the second cheap on the way from a reading to a barrier command:
   is dispatched, and a note (`rules.state` / `dispatched`) once it is. These commits are not
   synced: they survive the process being killed, and after a power loss what they held is
   derived again (below);
-- `rules.state` / `snapshot`: the engine's snapshot, the events not yet dispatched, and the
-  last sequence number it covers, saved by a periodic job (and at drain). The same commit
-  deletes the journal's events that the snapshot covers, and the sync that follows makes
-  both durable before any reading is acknowledged.
+- `rules.state`: the engine's state, the events not yet dispatched, and the last sequence
+  number it covers, saved by a periodic job (and at drain) as keys of their own per subject,
+  incident and event, only those that changed (`hub.rules.keyed`). The save's last commit
+  deletes the journal's events that it covers, and the sync that follows makes both durable
+  before any reading is acknowledged.
 
 After a crash the hub restarts from the last snapshot and queues again the journal's events
 that came after it and were not dispatched. The broker delivers again the readings the
@@ -50,6 +51,7 @@ from hub.inventory import Inventory
 from hub.rules.check import check_rules
 from hub.rules.engine.core import Engine
 from hub.rules.events import ActionRequested, Event, IncidentNotFoundError, event_to_dict
+from hub.rules.keyed import STATE, KeyedState
 from hub.rules.model import RuleSet
 from hub.rules.rederive import snapshot_from_incidents
 from hub.storage.line import point_line
@@ -58,11 +60,11 @@ from hub.store.legacy import adopt, read_json_lines
 
 log = logging.getLogger("hub.rules")
 
-STATE = "rules.state"  # SNAPSHOT and DISPATCHED
-SNAPSHOT = "snapshot"  # {"version", "engine", "outbox": [[seq, event], ...], "seq"}
+# STATE: the keys of hub.rules.keyed, DISPATCHED, and SNAPSHOT until the first save
+SNAPSHOT = "snapshot"  # the state of version 3: {"version", "engine", "outbox", "seq"}
 DISPATCHED = "dispatched"  # {"seq": the last event handed on}
 EVENTS = "rules.events"  # seq_key(seq) -> an event, journalled before it is handed on
-STATE_VERSION = 3  # 1 and 2 were files, read only by the import of an older hub's files
+STATE_VERSION = 3  # of SNAPSHOT; 1 and 2 were files, read only by the import of older files
 # An event the store could not record waits this long before the next try, doubling up to
 # RETRY_MAX: a full disk is not fixed in milliseconds, and each try writes a line to the log.
 RETRY_FIRST = 0.1
@@ -185,7 +187,10 @@ class RuleService:
         rule_paths: Sequence[Path] = (),
         commands: Mapping[str, Sequence[str]] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        commit_limit: tuple[int, int] | None = None,
     ) -> None:
+        """`commit_limit`: the operations and bytes one commit of the store takes at most
+        (a networked store's transaction); a bigger save is split (see hub.rules.keyed)."""
         self.inventory = inventory
         self.store = store
         self.publisher = publisher
@@ -224,14 +229,8 @@ class RuleService:
         if legacy_dir is not None:
             import_legacy(store, legacy_dir)
         saved = store.load(STATE)
-        snapshot = saved.get(SNAPSHOT)
-        if snapshot is not None and snapshot.get("version") != STATE_VERSION:
-            raise RuntimeError(
-                f"{store.location}: the rules' state ({STATE}) has version "
-                f"{snapshot.get('version')!r}, this hub reads {STATE_VERSION}; run the hub "
-                f"that wrote it, or delete the spaces {STATE} and {EVENTS} to start the rules "
-                "afresh"
-            )
+        self._keyed = KeyedState(saved, location=store.location, limit=commit_limit)
+        snapshot = self._keyed.state
         self.engine = Engine(rules, inventory, snapshot["engine"] if snapshot else None)
         self._rules = rules
         # False on a first start, or when the store was damaged and made anew: then the
@@ -297,24 +296,30 @@ class RuleService:
     async def persist(self) -> None:
         """Save the engine's state and the outbox durably, then acknowledge what it covers.
 
-        One commit holds the snapshot and deletes the journal's events it covers. If any
-        step fails, the held readings stay held for the next save.
+        The changed keys of the state go in one commit (several when a networked store's
+        transaction cannot take them, the last one making them count), which also deletes
+        the journal's events they cover. If any step fails, the held readings stay held for
+        the next save.
         """
         async with self._write_lock:
             held, self._held = self._held, []
             seq = self._seq
             try:
                 start = time.perf_counter()
-                snapshot = {
-                    "version": STATE_VERSION,
-                    "engine": self.engine.snapshot(encoded=True),
-                    "outbox": [[n, event] for n, event in self._outbox],
-                    "seq": seq,
-                }
-                self._stale = False
-                self.store.commit(
-                    Changes().put(STATE, SNAPSHOT, snapshot).delete_range(EVENTS, "", seq_key(seq))
+                commits = self._keyed.save(
+                    self.engine.snapshot(encoded=True),
+                    self._outbox,
+                    seq,
+                    Changes().delete_range(EVENTS, "", seq_key(seq)),
                 )
+                self._stale = False
+                try:
+                    for changes in commits:
+                        self.store.commit(changes)
+                except BaseException:
+                    self._keyed.abandoned()
+                    raise
+                self._keyed.saved()
                 self._on_disk = max(self._on_disk, seq)
                 await self.store.sync()
                 metrics.STATE_PERSIST.observe(time.perf_counter() - start)
@@ -391,6 +396,10 @@ class RuleService:
             ),
             replayed=False,
         )
+
+    def on_camera_event(self, camera_id: str, ts_ns: int, event: Mapping[str, Any]) -> None:
+        """A camera event (docs/streams.md): camera_event conditions and incidents' evidence."""
+        self._emit(self.engine.on_camera_event(camera_id, ts_ns, event), replayed=False)
 
     def acknowledge(self, incident_id: str, by: str) -> None:
         """An operator acknowledges an incident (raises IncidentNotFoundError)."""

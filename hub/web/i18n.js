@@ -46,6 +46,26 @@ const LABELS = {
     archived: "사건을 보관했습니다",
     noteAdded: "메모를 남겼습니다",
     notePlaceholder: "메모",
+    actuators: "제어 장치",
+    siteActuators: "현장 제어 장치",
+    commands: {
+      close: "닫기", open: "열기", start: "가동", stop: "정지", on: "켜기", off: "끄기",
+      show: "표시", clear: "지우기",
+    },
+    confirmAny: "{site}의 {name}에 '{action}' 명령을 보내시겠습니까?",
+    refusedCommand: "명령이 거부되었습니다: {why}",
+    overrideTitle: "안전 잠금 무시 (사유 필수, 감사 기록됨)",
+    overrideReason: "무시하는 사유",
+    override: "무시하고 실행",
+    needReason: "사유를 입력하세요",
+    exportCsv: "CSV 내보내기",
+    exported: "내보냈습니다",
+    range24h: "24시간",
+    range7d: "7일",
+    range30d: "30일",
+    sound: "경보음",
+    closeDetail: "닫기",
+    at: "위치",
     roles: { viewer: "열람", operator: "운영", admin: "관리" },
     barrier: "차단기 등 제어 장치",
     states: {
@@ -98,6 +118,26 @@ const LABELS = {
     archived: "Incident archived",
     noteAdded: "Note added",
     notePlaceholder: "Note",
+    actuators: "Actuators",
+    siteActuators: "Actuators at the site",
+    commands: {
+      close: "Close", open: "Open", start: "Start", stop: "Stop", on: "On", off: "Off",
+      show: "Show", clear: "Clear",
+    },
+    confirmAny: "Send '{action}' to {name} at {site}?",
+    refusedCommand: "The command was refused: {why}",
+    overrideTitle: "Override the safety lock (a reason is required and audited)",
+    overrideReason: "Why the lock must be passed",
+    override: "Override and send",
+    needReason: "Give a reason",
+    exportCsv: "Export CSV",
+    exported: "Exported",
+    range24h: "24 hours",
+    range7d: "7 days",
+    range30d: "30 days",
+    sound: "Alarm sound",
+    closeDetail: "Close",
+    at: "at",
     roles: { viewer: "viewer", operator: "operator", admin: "admin" },
     barrier: "barrier, pump, sign, siren",
     states: {
@@ -117,6 +157,12 @@ function t(key, vars) {
   let text = value === undefined ? key : String(value);
   for (const [k, v] of Object.entries(vars || {})) text = text.replace(`{${k}}`, v);
   return text;
+}
+
+// A command's label, or the command itself for one configured beyond the defaults.
+function commandLabel(command) {
+  const known = LABELS[lang].commands[command];
+  return known === undefined ? command : known;
 }
 
 function applyLabels() {

@@ -8,6 +8,7 @@ const room = {
   token: sessionStorage.getItem("hub.token") || "",
   sensors: new Map(), markers: new Map(), incidents: new Map(), actuators: new Map(),
   sites: new Map(), positions: new Map(), map: null, detail: null, layers: {}, stream: null, selected: null,
+  alerted: new Set(),
   objectUrls: { detail: [], cameras: [] }, me: null, timelineAsked: 0,
 };
 
@@ -130,6 +131,7 @@ async function setUpMap() {
     onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name,
       { permanent: !info.tiles, direction: "center", className: "region-label" }),
   }).addTo(room.map);
+  if (window.hubWall) hubWall.setEnabled(info.live !== false); // live view on this hub (wall.js)
   for (const site of info.sites) room.sites.set(site.id, site);
   for (const a of info.actuators) room.positions.set(a.id, a);
   const bounds = regions.getBounds();
@@ -142,6 +144,7 @@ async function setUpMap() {
   room.layers.cameras = L.layerGroup().addTo(room.map);
   room.layers.actuators = L.layerGroup().addTo(room.map);
   room.layers.sensors = L.layerGroup().addTo(room.map);
+  room.map.on("zoomend", spreadSensors);
 }
 
 function renderLegend() {
@@ -187,6 +190,43 @@ function updateSensor(s) {
 async function loadSensors() {
   const data = await api("/api/sensors");
   for (const s of data.sensors) updateSensor(s);
+  spreadSensors();
+}
+
+// Sensors that share a place at the map's zoom would hide one another, and only the top one
+// could be clicked. Each marker gets a cell of its own on a CELL-pixel grid: its own cell when
+// free, else the nearest free one, searched ring by ring; markers sit at their cells' centres,
+// so none is nearer another than CELL pixels. An alarm gets its place first. Zooming in, the
+// sensors part and each comes back to its own place.
+const CELL = 14, RINGS = 6;
+
+function spreadSensors() {
+  if (!room.map) return;
+  const taken = new Set();
+  const order = [...room.sensors.values()].sort((a, b) =>
+    (b.state === "alarm") - (a.state === "alarm") || a.id.localeCompare(b.id));
+  for (const s of order) {
+    const marker = room.markers.get(s.id);
+    if (!marker) continue;
+    const p = room.map.project([s.lat, s.lon]);
+    const home = [Math.floor(p.x / CELL), Math.floor(p.y / CELL)];
+    let best = null;
+    for (let ring = 0; ring <= RINGS && !best; ring++) {
+      let nearest = Infinity;
+      for (let dx = -ring; dx <= ring; dx++) {
+        for (let dy = -ring; dy <= ring; dy++) {
+          if (Math.max(Math.abs(dx), Math.abs(dy)) !== ring) continue;
+          const cell = [home[0] + dx, home[1] + dy];
+          if (taken.has(`${cell}`)) continue;
+          const d = ((cell[0] + 0.5) * CELL - p.x) ** 2 + ((cell[1] + 0.5) * CELL - p.y) ** 2;
+          if (d < nearest) { nearest = d; best = cell; }
+        }
+      }
+    }
+    best = best || home; // a crowd beyond RINGS rings: it shares its own cell
+    taken.add(`${best}`);
+    marker.setLatLng(room.map.unproject(L.point((best[0] + 0.5) * CELL, (best[1] + 0.5) * CELL)));
+  }
 }
 
 async function loadCameras() {
@@ -198,7 +238,8 @@ async function loadCameras() {
     const body = el("div", {}, el("b", {}, c.name || c.id), el("br"), siteName(c.site));
     const img = snapshotImage(c, { alt: c.id, width: "240" }, "cameras");
     if (img) body.append(el("br"), img);
-    L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
+    const marker = L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
+    marker.on("click", () => { if (window.hubWall) hubWall.open(c.id); }); // live view (wall.js)
   }
 }
 
@@ -228,23 +269,29 @@ function renderActuators() {
       html: '<i class="actuator-icon"></i>', iconSize: [16, 16] });
     const where = room.positions.get(a.id);
     if (where) L.marker([where.lat, where.lon], { icon, title: a.id }).addTo(room.layers.actuators);
-    if (a.kind !== "barrier") continue;
-    const pending = (a.pending || [])[0];
-    const status = pending ? `${pending.action}: ${pending.state}` : a.state || "?";
-    const item = el("li", { class: "actuator", dataset: { id: a.id } },
-      el("span", { class: "name" }, a.name || a.id, el("br"),
-        el("span", { class: "state" }, `${siteName(a.site)} · ${status}`)));
-    if (!canAct()) { list.append(item); continue; }
-    if (pending && pending.state === "awaiting_confirmation") {
-      item.append(el("button", { class: "danger", onclick: () => confirmHeld(a, pending) },
-        t("confirmHeld")));
-    }
-    for (const action of ["close", "open"]) {
-      item.append(el("button", { class: `command command-${action}`,
-        onclick: () => askCommand(a, action) }, t(action)));
-    }
-    list.append(item);
+    list.append(actuatorItem(a, null));
   }
+  if (room.detail) renderSiteActuators(room.incidents.get(room.detail));
+}
+
+// One actuator with its state and, for a token that may act, a button per command its kind
+// takes; `incident` (or null) is the incident the commands are given for.
+function actuatorItem(a, incident) {
+  const pending = (a.pending || [])[0];
+  const status = pending ? `${pending.action}: ${pending.state}` : a.state || "?";
+  const item = el("li", { class: `actuator kind-${a.kind}`, dataset: { id: a.id, kind: a.kind } },
+    el("span", { class: "name" }, a.name || a.id, el("br"),
+      el("span", { class: "state" }, `${a.kind} · ${siteName(a.site)} · ${status}`)));
+  if (!canAct()) return item;
+  if (pending && pending.state === "awaiting_confirmation") {
+    item.append(el("button", { class: "danger", onclick: () => confirmHeld(a, pending) },
+      t("confirmHeld")));
+  }
+  for (const command of a.commands || []) {
+    item.append(el("button", { class: `command command-${command}`,
+      onclick: () => askCommand(a, command, incident) }, commandLabel(command)));
+  }
+  return item;
 }
 
 function ask(text) {
@@ -257,15 +304,50 @@ function ask(text) {
   });
 }
 
-async function askCommand(a, action) {
-  const text = t("confirmCommand", { action: t(action), name: a.name || a.id, site: siteName(a.site) });
-  if (!(await ask(text))) return;
+// The reason for an override, or null: the dialog says why the command was refused.
+function askReason(why) {
+  const dialog = $("override");
+  $("override-why").textContent = why;
+  $("override-reason").value = "";
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      const reason = $("override-reason").value.trim();
+      resolve(dialog.returnValue === "ok" && reason ? reason : null);
+    }, { once: true });
+  });
+}
+
+$("override-form").addEventListener("submit", (e) => {
+  if (e.submitter && e.submitter.value === "ok" && !$("override-reason").value.trim()) {
+    e.preventDefault();
+    $("override-why").textContent = t("needReason");
+  }
+});
+
+async function sendCommand(a, command, body) {
+  const data = await api(`/api/actuators/${encodeURIComponent(a.id)}/command`,
+    { method: "POST", body: { command, ...body } });
+  toast(`${t("commandSent")}: ${a.name || a.id} ${commandLabel(command)} (${data.command.state})`);
+}
+
+async function askCommand(a, command, incident) {
+  const vars = { action: commandLabel(command), name: a.name || a.id, site: siteName(a.site) };
+  if (!(await ask(t(a.kind === "barrier" ? "confirmCommand" : "confirmAny", vars)))) return;
+  const about = incident ? { incident: incident.id } : {};
   try {
-    const data = await api(`/api/actuators/${encodeURIComponent(a.id)}/command`,
-      { method: "POST", body: { command: action, reason: "situation room" } });
-    toast(`${t("commandSent")}: ${a.name || a.id} ${action} (${data.command.state})`);
-  } catch (err) { fail(err); }
+    await sendCommand(a, command, { reason: "situation room", ...about });
+  } catch (err) {
+    // An interlock or the rate limit refused it: an operator may override, with a reason.
+    if (err.status !== 409) { fail(err); return; }
+    const reason = await askReason(t("refusedCommand", { why: err.message }));
+    if (reason) {
+      try { await sendCommand(a, command, { reason, override: true, ...about }); } catch (e) { fail(e); }
+    }
+  }
   loadActuators().catch(fail);
+  if (incident) loadTimeline(incident.id);
 }
 
 async function confirmHeld(a, job) {
@@ -282,7 +364,10 @@ async function confirmHeld(a, job) {
 async function loadIncidents() {
   const data = await api("/api/incidents");
   room.incidents.clear();
-  for (const i of data.incidents) room.incidents.set(i.id, i);
+  for (const i of data.incidents) {
+    room.incidents.set(i.id, i);
+    room.alerted.add(i.id); // open before the page knew of it: no alarm now
+  }
   renderIncidents();
 }
 
@@ -378,11 +463,51 @@ $("note-add").addEventListener("click", addNote);
 $("detail-ack").addEventListener("click", acknowledgeWithNote);
 $("detail-archive").addEventListener("click", archive);
 
+// One line of evidence: a reading with its value and unit, a camera's counts, or a text.
+function evidenceLine(e) {
+  if (e.kind === "reading") {
+    const sensor = room.sensors.get(e.sensor);
+    const value = typeof e.value === "number" ? `${Number(e.value.toPrecision(4))} ${e.unit || ""}` : "—";
+    return `${sensor ? sensor.name || sensor.id : e.sensor}: ${value.trim()} · ${when(e.ts)}`;
+  }
+  if (e.kind === "camera_event") {
+    const what = [e.event, e.class, e.zone || e.line, e.track_id !== undefined ? `#${e.track_id}` : null];
+    return `${e.camera}: ${what.filter((x) => x !== null && x !== undefined).join(" ")} · ${when(e.ts)}`;
+  }
+  const counts = Object.entries(e.counts || {}).map(([k, n]) => `${k} ${n}`).join(", ");
+  return `${e.camera || e.kind || ""} ${when(e.ts)} ${counts || e.text || ""}`;
+}
+
+function renderSiteActuators(i) {
+  const box = $("detail-actuators");
+  const here = i && i.site ? [...room.actuators.values()].filter((a) => a.site === i.site) : [];
+  box.hidden = here.length === 0;
+  box.querySelector("ul").replaceChildren(...here.map((a) => actuatorItem(a, i)));
+}
+
+function closeIncident() {
+  room.detail = null;
+  $("detail").hidden = true;
+  $("detail-column").hidden = true;
+  document.querySelector("main").classList.remove("with-detail");
+  releaseSnapshots("detail");
+  if (room.map) room.map.invalidateSize();
+}
+
+$("detail-close").addEventListener("click", closeIncident);
+
 function showIncident(id, pan) {
   const i = room.incidents.get(id);
   if (!i) return;
+  const opening = room.detail === null;
   room.detail = id;
   $("detail").hidden = false;
+  $("detail-column").hidden = false;
+  document.querySelector("main").classList.add("with-detail");
+  if (opening && room.map) room.map.invalidateSize();
+  for (const item of document.querySelectorAll("li.incident")) {
+    item.classList.toggle("selected", item.dataset.id === id);
+  }
   $("detail-title").textContent = i.title || i.rule;
   const facts = el("dl", { class: "facts" });
   for (const [k, v] of [["state", t(`states.${i.state}`)], ["region", i.region],
@@ -394,17 +519,18 @@ function showIncident(id, pan) {
   const evidence = el("div", { class: "evidence" });
   releaseSnapshots("detail");
   for (const e of i.evidence || []) {
-    const counts = Object.entries(e.counts || {}).map(([k, n]) => `${k} ${n}`).join(", ");
-    evidence.append(el("div", {}, `${e.camera || e.kind || ""} ${when(e.ts)} ${counts || e.text || ""}`));
+    evidence.append(el("div", { class: `item kind-${e.kind}` }, evidenceLine(e)));
     const img = snapshotImage(e, { alt: `${e.camera || ""} snapshot`, class: "snapshot" }, "detail");
     if (img) evidence.append(img);
   }
   $("detail-body").replaceChildren(facts, el("h3", {}, t("actions")), actions,
     el("h3", {}, t("evidence")), evidence);
+  if (window.hubWall) hubWall.showIncident(i, $("detail-body")); // its live cameras (wall.js)
   $("detail-controls").hidden = !canAct();
   $("detail-ack").hidden = i.state !== "active";
   $("detail-archive").hidden = i.state !== "cleared";
   $("note-add").hidden = i.state === "archived";
+  renderSiteActuators(i.state === "archived" ? null : i);
   loadTimeline(id);
   const sensor = room.sensors.get(i.subject);
   if (sensor && room.map && pan !== false) room.map.panTo([sensor.lat, sensor.lon]);
@@ -422,6 +548,62 @@ async function showSensor(id) {
     if (room.selected === id) drawChart($("chart"), data.readings, data.unit, t("noReadings"));
   } catch (err) { fail(err); }
 }
+
+// -- the alarm sound and the CSV export ---------------------------------------------------------
+
+// A severe or extreme incident that opens while the page is open sounds once, when the
+// operator has turned the sound on (browsers let a page play sound only after a click, and
+// turning it on is that click). The count of alarms is on <body data-alarms> for tests.
+function alarm(i) {
+  if (i.state !== "active" || !["severe", "extreme"].includes(i.severity)) return;
+  if (room.alerted.has(i.id)) return;
+  room.alerted.add(i.id);
+  if (!$("sound").checked || !room.audio) return;
+  document.body.dataset.alarms = String(Number(document.body.dataset.alarms || 0) + 1);
+  const now = room.audio.currentTime;
+  for (const [k, freq] of [[0, 880], [1, 660], [2, 880], [3, 660]]) {
+    const tone = room.audio.createOscillator(), gain = room.audio.createGain();
+    tone.frequency.value = freq;
+    gain.gain.value = 0.2;
+    tone.connect(gain).connect(room.audio.destination);
+    tone.start(now + k * 0.25);
+    tone.stop(now + k * 0.25 + 0.2);
+  }
+}
+
+$("sound").checked = localStorage.getItem("hub.sound") === "on";
+$("sound").addEventListener("change", () => {
+  localStorage.setItem("hub.sound", $("sound").checked ? "on" : "off");
+  if ($("sound").checked && !room.audio) room.audio = new AudioContext();
+});
+
+// A page reloaded with the sound on may play it after the operator's first click.
+document.addEventListener("pointerdown", () => {
+  if ($("sound").checked && !room.audio) room.audio = new AudioContext();
+});
+
+// The file comes with the token (a plain link could not send it), then is saved from memory.
+async function exportCsv() {
+  const range = $("export-range").value;
+  try {
+    const resp = await fetch(`/api/export/incidents.csv?from=${encodeURIComponent(range)}`,
+      { headers: { Authorization: `Bearer ${room.token}` } });
+    if (!resp.ok) {
+      const data = await resp.json().catch(() => ({}));
+      throw new ApiError(resp.status, data.error || resp.statusText);
+    }
+    const name = (/filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "") || [])[1];
+    const url = URL.createObjectURL(await resp.blob());
+    const link = el("a", { href: url, download: name || "incidents.csv" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    toast(t("exported"));
+  } catch (err) { fail(err); }
+}
+
+$("export").addEventListener("click", exportCsv);
 
 // -- the live stream ----------------------------------------------------------------------------
 
@@ -445,9 +627,13 @@ function onEvent(name, data) {
   } else if (name === "incident") {
     room.incidents.set(data.incident.id, data.incident);
     renderIncidents();
+    alarm(data.incident);
+    if (window.hubWall) hubWall.onIncident(data.incident); // its cameras onto the wall (wall.js)
     if (data.incident.actions.some((a) => a.kind === "actuate")) loadActuators().catch(fail);
   } else if (name === "sensors") {
+    const known = room.markers.size;
     for (const s of data.sensors) updateSensor(s);
+    if (room.markers.size !== known) spreadSensors();
   }
 }
 

@@ -83,7 +83,8 @@ def test_bad_command_lists_are_problems_at_their_place(tmp_path: Path) -> None:
 async def test_a_command_the_barrier_does_not_take_is_refused_and_goes_nowhere(
     hub: Hub, controller: Controller
 ) -> None:
-    for body in ({"command": "explode"}, {"command": "explode", "override": True}):
+    override = {"command": "explode", "override": True, "reason": "r"}
+    for body in ({"command": "explode"}, override):
         status, answer = await call(hub, "POST", COMMAND, body=body)
         assert (status, answer) == (
             400,

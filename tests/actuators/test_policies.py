@@ -59,6 +59,7 @@ async def test_tokens_roles_and_bad_bodies(hub: Hub, controller: Controller) -> 
     status, body = await call(hub, "GET", "/api/actuators", VIEWER)
     (barrier,) = body["actuators"]
     assert barrier["state"] == "closed"
+    assert barrier["commands"] == ["close", "open"]  # what the page offers for its kind
     assert barrier["last"]["actor"] == "desk-1"
     assert any(e.actor == "desk-1" for e in await hub.audit.entries(1000, {"command"}))
 
@@ -78,9 +79,36 @@ async def test_interlock_refuses_open_during_a_flood_unless_overridden(
     assert body["error"].startswith("interlock")
     assert controller.state == "closed"
     status, body = await call(hub, "POST", path, body={"command": "open", "override": True})
+    assert status == 400
+    assert "an override needs a 'reason'" in body["error"]
+    (incident,) = hub.rules.engine.incidents()
+    for wrong in ("nope", ""):
+        status, body = await call(
+            hub, "POST", path, body={"command": "open", "override": True, "reason": "r",
+                                     "incident": wrong},
+        )  # fmt: skip
+        assert status in (400, 404), body
+        assert "incident" in body["error"]
+    assert controller.state == "closed"
+    override = {
+        "command": "open",
+        "override": True,
+        "reason": "crew trapped",
+        "incident": incident.id,
+    }
+    status, body = await call(hub, "POST", path, body=override)
     assert status == 202
     await eventually(lambda: controller.state == "open", "the overridden open")
-    assert any(e.actor == "desk-1" for e in await hub.audit.entries(1000, {"override"}))
+    (entry,) = await hub.audit.entries(1000, {"override"})
+    assert entry.actor == "desk-1"
+    assert entry.detail.endswith("past interlocks and the rate limit: crew trapped")
+    assert entry.fields["incident_id"] == incident.id
+    # The override and its command are in the incident's timeline, with who gave them.
+    status, body = await call(hub, "GET", f"/api/incidents/{incident.id}/timeline")
+    assert status == 200
+    kinds = {(e["kind"], e.get("by")) for e in body["timeline"]}
+    assert ("override", "desk-1") in kinds
+    assert ("command", "desk-1") in kinds
 
 
 async def test_confirmation_holds_a_rule_command_for_an_operator(

@@ -30,7 +30,8 @@ rules:
 
 
 def province() -> dict[str, Any]:
-    """The small province with a barrier, a camera and a gauge that should report every 1 s."""
+    """The small province with a barrier and a sign at the underpass, a camera and a gauge that
+    should report every 1 s."""
     inv = small_province()
     features = inv["features"]
     assert isinstance(features, list)
@@ -44,6 +45,16 @@ def province() -> dict[str, Any]:
             region="suwon",
             site="up-1",
             name="North gate",
+        ),
+        point(
+            "actuator",
+            127.0105,
+            37.2605,
+            id="sign-1",
+            kind="sign",
+            region="suwon",
+            site="up-1",
+            name="Entrance sign",
         ),
         point(
             "camera",
@@ -77,8 +88,10 @@ def hub_config(
     uid: str,
     listen: str,
     extra_tokens: list[dict[str, Any]] | None = None,
+    **sections: Any,
 ) -> Path:
-    """A hub.yaml with the demo tokens, the flood rule and a listen address of the test's own."""
+    """A hub.yaml with the demo tokens, the flood rule and a listen address of the test's own;
+    `sections` adds others (notify, actuators, ...)."""
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "flood.yaml").write_text(FLOOD)
     tokens: list[dict[str, Any]] = [*api_tokens(OPERATOR, VIEWER), *(extra_tokens or [])]
@@ -89,4 +102,5 @@ def hub_config(
         rules=[str(tmp_path / "rules")],
         api={"listen": listen, "tokens": tokens},
         data_dir=str(tmp_path / "var"),
+        **sections,
     )

@@ -305,3 +305,19 @@ async def test_notes_archive_and_timeline_keep_to_the_city(
     assert "crew on the way" in [e.get("text") for e in timeline]
     status, _ = await api.call("GET", f"/api/incidents/{goyang_incident}/timeline", GOYANG)
     assert status == 200
+
+
+async def test_the_export_keeps_to_the_city(api: Api, sensors: Peer, prefix: str) -> None:
+    suwon_incident, goyang_incident = await _incidents(api, sensors, prefix)
+
+    async def exported(token: str) -> set[str]:
+        headers = {"Authorization": f"Bearer {token}"}
+        url = api.base + "/api/export/incidents.csv?from=1h"
+        async with api.session.get(url, headers=headers) as resp:
+            assert resp.status == 200
+            text = (await resp.read()).decode("utf-8-sig")
+        return {line.split(",", 1)[0] for line in text.splitlines()[1:]}
+
+    assert await exported(VIEWER) == {suwon_incident, goyang_incident}
+    assert await exported(SUWON) == {suwon_incident}
+    assert await exported(GOYANG) == {goyang_incident}

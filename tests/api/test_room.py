@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hub.rules.service import SNAPSHOT, STATE
+from hub.rules.keyed import STATE, saved_state
 from tests.api.conftest import Api
 from tests.api.support import OPERATOR, VIEWER
 from tests.helpers import Peer, eventually
@@ -129,7 +129,7 @@ async def test_flood_to_acknowledgement(api: Api, sensors: Peer, prefix: str) ->
     assert status == 200
     assert body["incident"]["state"] == "acknowledged"
     assert body["incident"]["acked_by"] == "desk-1"
-    saved = api.hub.store.get(STATE, SNAPSHOT)["engine"]["incidents"]
+    saved = saved_state(api.hub.store.load(STATE))["engine"]["incidents"]  # type: ignore[index]
     assert [(i["id"], i["acked_by"]) for i in saved] == [(incident["id"], "desk-1")]
     status, again = await api.ack(incident["id"], data="")  # twice: nothing more happens
     assert (status, again["incident"]["acked_by"]) == (200, "desk-1")
@@ -168,7 +168,7 @@ async def test_an_acknowledgement_is_answered_once_it_is_durable(
         gate.set()  # the hub's drain syncs too
     status, body = await answer
     assert (status, body["incident"]["acked_by"]) == (200, "desk-1")
-    saved = api.hub.store.get(STATE, SNAPSHOT)["engine"]["incidents"]
+    saved = saved_state(api.hub.store.load(STATE))["engine"]["incidents"]  # type: ignore[index]
     assert [(i["id"], i["acked_by"]) for i in saved] == [(incident.id, "desk-1")]
 
 
@@ -233,7 +233,7 @@ async def test_rules_and_map(api: Api) -> None:
     info = await api.get("/api/map")
     assert info["tiles"] is None
     assert {f["properties"]["id"] for f in info["regions"]["features"]} == {"suwon", "goyang"}
-    assert {a["id"] for a in info["actuators"]} == {"bar-1"}
+    assert {a["id"] for a in info["actuators"]} == {"bar-1", "sign-1"}
 
 
 async def test_the_page_and_its_files_are_served(api: Api) -> None:

@@ -50,6 +50,18 @@ def extra_tokens() -> list[dict[str, Any]]:
     return []
 
 
+# The room's province has cameras at addresses that do not exist here: pages whose subject
+# is not live view keep it off, or the wall's failed streams would be console errors.
+NO_LIVE = {"live": {"enabled": False}}
+
+
+@pytest.fixture
+def extra_sections() -> dict[str, Any]:
+    """hub.yaml sections besides the room's (notify, actuators, ...); a test module may
+    override it (keeping NO_LIVE unless it shows live view)."""
+    return dict(NO_LIVE)
+
+
 @pytest.fixture
 def hub_process(
     tmp_path: Path,
@@ -61,10 +73,19 @@ def hub_process(
     hub_processes: Callable[[Path], HubProcess],
     rules_text: str | None,
     extra_tokens: list[dict[str, Any]],
+    extra_sections: dict[str, Any],
 ) -> HubProcess:
     listen = f"127.0.0.1:{free_port()}"
     config = hub_config(
-        tmp_path, mosquitto.url, influx.url, prefix, database, uid, listen, extra_tokens
+        tmp_path,
+        mosquitto.url,
+        influx.url,
+        prefix,
+        database,
+        uid,
+        listen,
+        extra_tokens,
+        **extra_sections,
     )
     if rules_text is not None:
         (tmp_path / "rules" / "flood.yaml").write_text(rules_text)

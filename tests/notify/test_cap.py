@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -182,3 +183,54 @@ async def test_cap_routes_need_a_token_unless_public(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
         await n.store.aclose()
+
+
+async def test_a_city_token_reads_only_its_citys_alerts(tmp_path: Path) -> None:
+    """Behind tokens, the feed and each alert keep to the token's regions; the province's
+    token sees both cities."""
+    tokens = (
+        {"name": "wall", "role": "viewer", "sha256": hashlib.sha256(b"wall").hexdigest()},
+        {
+            "name": "wall-goyang",
+            "role": "viewer",
+            "sha256": hashlib.sha256(b"goyang").hexdigest(),
+            "regions": ["goyang"],
+        },
+    )
+    api = ApiConfig(public=("health",), tokens=tokens)  # type: ignore[arg-type]
+    cfg = config(
+        channels={"public-alerts": {"type": "cap", "sender": "hub@gyeonggi.example"}},
+        broadcast=["public-alerts"],
+    )
+    n = notifier(cfg, tmp_path, authorize=cap_access(api))
+    app = web.Application()
+    n.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    base = f"http://127.0.0.1:{free_port()}"
+    await web.TCPSite(runner, "127.0.0.1", int(base.rsplit(":", 1)[1])).start()
+    try:
+        async with running(n):
+            n.on_incident(event("opened", "in-suwon", "active"))
+            n.on_incident(event("opened", "in-goyang", "active", region="goyang", site="sb-1"))
+            await eventually(
+                lambda: (
+                    len(n.outbox.notes) == 2
+                    and all(x.status == "sent" for x in n.outbox.notes.values())
+                ),
+                "both alerts",
+            )
+            for token, mine in (("wall", {"in-suwon", "in-goyang"}), ("goyang", {"in-goyang"})):
+                bearer = {"Authorization": f"Bearer {token}"}
+                status, body = await _get(f"{base}/cap/feed.atom", **bearer)
+                assert status == 200
+                links = [
+                    e.find(f"{A}link").get("href")  # type: ignore[union-attr]
+                    for e in ET.fromstring(body).findall(f"{A}entry")
+                ]
+                assert {link.rsplit("/", 1)[1].removesuffix(".xml") for link in links} == mine
+                for iid in ("in-suwon", "in-goyang"):
+                    status, _ = await _get(f"{base}/cap/{iid}.xml", **bearer)
+                    assert status == (200 if iid in mine else 404), (token, iid)
+    finally:
+        await runner.cleanup()

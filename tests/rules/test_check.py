@@ -213,7 +213,7 @@ def test_clear_levels_on_the_wrong_side_explain_themselves(
         (
             "trigger: {}",
             "trigger: a condition needs one of above, below, equals, rate, missing, incident, "
-            "detection, all, any, at_least, not",
+            "detection, camera_event, all, any, at_least, not",
         ),
         ("trigger: {all: []}", "trigger.all: expected a list of conditions, got a list"),
         (

@@ -344,7 +344,9 @@ def test_the_kept_encoded_state_follows_the_settling_time_of_a_changed_rule() ->
     eng.replace_rules(rules(text.replace("15 cm", "12 cm")))
 
     def encoded() -> dict[str, Any]:
-        return dict(orjson.loads(orjson.dumps(eng.snapshot(encoded=True))))
+        state = dict(orjson.loads(orjson.dumps(eng.snapshot(encoded=True))))
+        state["incidents"] = list(state["incidents"].values())  # by id when encoded
+        return state
 
     feed(eng, ("wl-1", 0.2, 30))  # the new condition holds
     assert encoded()["rules"]["a"]["subjects"]["wl-1"]["settle"] == at(90)

@@ -25,6 +25,7 @@ from hub.rules import event_to_dict
 from hub.rules import service as rules_service
 from hub.rules.engine.core import Engine
 from hub.rules.events import ActionRequested
+from hub.rules.keyed import saved_state
 from hub.rules.service import DISPATCHED, EVENTS, SNAPSHOT, STATE, RuleService
 from hub.store import Changes, StoreError
 from hub.store.sqlite import SqliteStore
@@ -129,8 +130,7 @@ def journal(store: SqliteStore) -> dict[int, str]:
 
 
 def snapshot(store: SqliteStore) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = store.get(STATE, SNAPSHOT)
-    return found
+    return saved_state(store.load(STATE))
 
 
 def files(folder: Path) -> list[str]:

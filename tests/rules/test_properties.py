@@ -127,9 +127,9 @@ def drive(
         if check_snapshots:
             # Incidents and subjects keep their encoded form until they change: never stale.
             kept = json.dumps(eng.snapshot(), sort_keys=True)
-            encoded = json.dumps(
-                json.loads(orjson.dumps(eng.snapshot(encoded=True))), sort_keys=True
-            )
+            plain = json.loads(orjson.dumps(eng.snapshot(encoded=True)))
+            plain["incidents"] = list(plain["incidents"].values())  # by id when encoded
+            encoded = json.dumps(plain, sort_keys=True)
             for rec in eng._w.incidents.values():
                 rec._json = rec._encoded = None
             fresh = json.dumps(eng.snapshot(), sort_keys=True)

@@ -60,7 +60,10 @@ def _kinds() -> list[ConditionKind]:
     return found
 
 
-_ORDER = ("above", "below", "equals", "rate", "missing", "incident", "detection", "all", "any")
+_ORDER = (
+    *("above", "below", "equals", "rate", "missing", "incident", "detection", "camera_event"),
+    *("all", "any"),
+)
 
 
 def _preference(name: str) -> tuple[int, str]:

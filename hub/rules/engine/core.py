@@ -13,7 +13,8 @@ from typing import Any
 
 from hub.ingest.validate import Reading
 from hub.inventory import Inventory
-from hub.rules.engine.effects import detection
+from hub.rules.engine.effects import camera_event, detection
+from hub.rules.engine.leaves import CameraEventFacts
 from hub.rules.engine.state import build, dump
 from hub.rules.engine.world import NO_CLOCK, SYSTEM_RULES
 from hub.rules.events import (
@@ -100,6 +101,28 @@ class Engine:
         w = self._w
         w.advance(ts_ns)
         detection(w, camera_id, ts_ns, labels, extra)
+        w.run_due()
+        return self._end()
+
+    def on_camera_event(self, camera_id: str, ts_ns: int, event: Mapping[str, Any]) -> list[Event]:
+        """A camera event (docs/streams.md): `camera_event` conditions, and evidence for the
+        incidents whose detect actions watch the camera."""
+        score, count = event.get("score"), event.get("count", 1)
+        facts = CameraEventFacts(
+            kind=str(event.get("kind")),
+            cls=str(event["class"]) if event.get("class") is not None else None,
+            score=float(score) if isinstance(score, int | float) else None,
+            zone=str(event["zone"]) if event.get("zone") is not None else None,
+            line=str(event["line"]) if event.get("line") is not None else None,
+            count=int(count) if isinstance(count, int) else 1,
+        )
+        keep = ("event_id", "class", "score", "track_id", "zone", "line", "direction", "count")
+        item = {k: event[k] for k in (*keep, "snapshot") if event.get(k) is not None}
+        item["event"] = facts.kind
+        self._begin()
+        w = self._w
+        w.advance(ts_ns)
+        camera_event(w, camera_id, ts_ns, facts, item)
         w.run_due()
         return self._end()
 

@@ -7,7 +7,12 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from hub.rules.engine.incidents import IncidentRecord
-from hub.rules.engine.leaves import MissingBinding, SensorBinding
+from hub.rules.engine.leaves import (
+    CameraEventFacts,
+    DetectionBinding,
+    MissingBinding,
+    SensorBinding,
+)
 from hub.rules.engine.subject import SubjectState
 from hub.rules.events import ActionRecord, ActionRequested, IncidentUpdated
 from hub.rules.model import Action, Actuate, Detect, Notify
@@ -61,6 +66,8 @@ def evidence(w: World, subj: SubjectState) -> list[dict[str, Any]]:
                     "condition": where,
                 }
             )
+        elif isinstance(b, DetectionBinding) and b.item is not None:
+            found.append({**b.item, "kind": "camera_event", "condition": where})
         else:
             found.append({"kind": "condition", "condition": where})
     return found
@@ -107,6 +114,8 @@ def request(
                 params["on_clear"] = action.on_clear
             if action.expires_s is not None:
                 params["expires_s"] = action.expires_s
+            if action.text is not None:
+                params["text"] = render(action.text, template_values(w, rec))
             out.append(record(w, rec, "actuate", step=step, params=params, t=t))
         elif isinstance(action, Notify):
             out.append(record(w, rec, "notify", step=step, params=_notify(w, rec, action), t=t))
@@ -132,6 +141,24 @@ def unwatch(w: World, rec: IncidentRecord) -> None:
         if action.kind == "detect":
             for camera in action.params["cameras"]:
                 w.watching.get(camera, {}).pop(rec.id, None)
+
+
+def camera_event(
+    w: World, camera: str, ts: int, facts: CameraEventFacts, item: dict[str, Any]
+) -> None:
+    """A camera event: camera_event conditions, then evidence for the incidents whose detect
+    actions watch the camera."""
+    for b in w.by_camera.get(camera, ()):
+        b.observe_event(w, ts, facts, {"camera": camera, "ts": ts, **item})
+    waiting = w.watching.get(camera)
+    if not waiting:
+        return
+    evidence = {**item, "kind": "camera_event", "camera": camera, "ts": ts}
+    for iid in sorted(waiting, key=lambda i: (getattr(w.incidents.get(i), "opened_at", 0), i)):
+        rec = w.incidents.get(iid)
+        if rec is not None and rec.is_open and ts >= rec.opened_at:
+            rec.add_evidence(dict(evidence))
+            w.out.append(IncidentUpdated(max(ts, w.clock), rec.view(), "evidence"))
 
 
 def detection(

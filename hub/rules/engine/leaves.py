@@ -8,6 +8,7 @@ nothing else; no allocation.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hub.rules.engine.subject import Order, SubjectState, TimerTarget
@@ -250,13 +251,28 @@ class MissingBinding(SensorBinding):
         eng.schedule(ts + self.after, self.order, self, None)
 
 
+@dataclass(frozen=True, slots=True)
+class CameraEventFacts:
+    """What a `camera_event` condition looks at in a camera event."""
+
+    kind: str
+    cls: str | None
+    score: float | None
+    zone: str | None
+    line: str | None
+    count: int
+
+
 class DetectionBinding:
-    """`detection` for one subject: holds from a qualifying result until `within` after it."""
+    """`detection` (or `camera_event`) for one subject: holds from a qualifying result (or
+    event) until `within` after it."""
 
     __slots__ = (
         "bit",
         "classes",
+        "events",
         "held",
+        "item",
         "last",
         "min_count",
         "min_score",
@@ -264,6 +280,7 @@ class DetectionBinding:
         "raw",
         "subject",
         "within",
+        "zones",
     )
 
     def __init__(
@@ -276,8 +293,13 @@ class DetectionBinding:
         min_count: int,
         min_score: float,
         within: int,
+        events: frozenset[str] | None = None,
+        zones: frozenset[str] = frozenset(),
     ) -> None:
         self.subject = subject
+        self.events = events
+        self.zones = zones
+        self.item: dict[str, Any] | None = None  # the last qualifying camera event
         self.bit = bit
         self.order = order
         self.classes = classes
@@ -289,15 +311,38 @@ class DetectionBinding:
 
     def observe(self, eng: Host, ts: int, labels: list[tuple[str, float]]) -> None:
         """A detection result from one of this subject's cameras."""
+        if self.events is not None:
+            return  # a camera_event condition: results of detect actions are not events
         count = sum(1 for cls, score in labels if cls in self.classes and score >= self.min_score)
-        if count < self.min_count or ts <= self.last or ts + self.within <= eng.clock:
+        self._qualified(eng, ts, count)
+
+    def observe_event(
+        self, eng: Host, ts: int, event: CameraEventFacts, item: dict[str, Any]
+    ) -> None:
+        """A camera event from one of this subject's cameras; `item` is kept as evidence."""
+        if self.events is None or event.kind not in self.events:
             return
+        if self.zones and not ({event.zone, event.line} & self.zones):
+            return
+        if self.classes and event.cls not in self.classes:
+            return
+        if event.score is not None and event.score < self.min_score:
+            return
+        # Kept before it counts: the incident it opens takes it as evidence at once.
+        previous, self.item = self.item, item
+        if not self._qualified(eng, ts, event.count):
+            self.item = previous
+
+    def _qualified(self, eng: Host, ts: int, count: int) -> bool:
+        if count < self.min_count or ts <= self.last or ts + self.within <= eng.clock:
+            return False
         self.last = ts
         self.subject.touch()
         eng.schedule(ts + self.within, self.order, self, ts)
         if not self.held:
             self.raw = self.held = True
             self.subject.update(self.bit, 1, 1, ts)
+        return True
 
     def on_timer(self, eng: Host, deadline: int, token: object) -> None:
         """The last qualifying result is now too old."""
@@ -308,11 +353,14 @@ class DetectionBinding:
 
     def dump(self) -> list[Any] | None:
         """See SensorBinding.dump."""
-        return [self.last, self.held] if self.last >= 0 else None
+        if self.last < 0:
+            return None
+        return [self.last, self.held, self.item] if self.item else [self.last, self.held]
 
     def load(self, data: list[Any]) -> None:
         """See SensorBinding.load."""
         self.last, self.held = int(data[0]), bool(data[1])
+        self.item = dict(data[2]) if len(data) > 2 and data[2] else None
         self.raw = self.held
 
 

@@ -196,6 +196,8 @@ def compile_rule(
                     min_count=leaf.min_count,
                     min_score=leaf.min_score,
                     within=int(leaf.within_s * NS),
+                    events=frozenset(leaf.events) if leaf.events is not None else None,
+                    zones=frozenset(leaf.zones),
                 )
                 subj.bindings.append(det)
                 rt.cameras.append((_cameras(leaf, subj.place, inventory), det))

@@ -9,7 +9,8 @@ Format (JSON):
 
     {"format": 2, "clock": ns | null, "late": n,
      "seen": {sensor: ts}, "values": {sensor: value},
-     "incidents": [incident as Incident.to_dict() + esc_base, esc_done],
+     "incidents": [incident as Incident.to_dict() + esc_base, esc_done]
+                  ({id: incident} when encoded, as the store keeps them),
      "rules": {rule: {"fingerprint": hex, "since": ns | null,
                       "subjects": {subject: {"triggered": bool, "settle": ns | null,
                                              "bindings": {"<bit>:<sensor>": [...]}}}}}}
@@ -97,7 +98,12 @@ def dump(w: World, *, encoded: bool = False) -> dict[str, Any]:
         # straight to orjson (no Python work for thousands of sensors), copies otherwise.
         "seen": w.seen if encoded else dict(w.seen),
         "values": w.values if encoded else dict(w.values),
-        "incidents": [rec.encoded() if encoded else rec.to_json() for rec in w.incidents.values()],
+        # Encoded, by id: the store keeps each incident under a key of its own.
+        "incidents": (
+            {rec.id: rec.encoded() for rec in w.incidents.values()}
+            if encoded
+            else [rec.to_json() for rec in w.incidents.values()]
+        ),
         "rules": rules,
     }
 
@@ -165,7 +171,8 @@ def _restore(w: World, state: Mapping[str, Any]) -> tuple[list[IncidentRecord], 
     else:
         w.seen.update((sid, int(ts)) for sid, ts in state.get("seen", {}).items())
         w.values.update((sid, float(v)) for sid, v in state.get("values", {}).items())
-    for data in state.get("incidents", []):
+    incidents = state.get("incidents", [])
+    for data in incidents.values() if isinstance(incidents, Mapping) else incidents:
         rec = IncidentRecord.from_json(data)
         w.incidents[rec.id] = rec
         w.by_rule.setdefault(rec.rule, {})[rec.id] = rec

@@ -64,7 +64,7 @@ def _fields(event: Event) -> dict[str, Any]:
             "subject": event.subject,
             "step": event.step,
         }
-        for key in ("command", "actuators", "cameras", "channels", "classes", "message"):
+        for key in ("command", "actuators", "cameras", "channels", "classes", "message", "text"):
             if key in event.params:
                 out[key] = event.params[key]
         return out
@@ -167,6 +167,8 @@ def _do(engine: Engine, inventory: Inventory, step: Step, start: int) -> list[Ev
         camera = inventory.cameras.get(step.camera)
         site = camera.site if camera else None
         return events + engine.on_detection(step.camera, site, now, step.detections)
+    if step.kind == "camera_event":
+        return events + engine.on_camera_event(step.camera, now, step.event)
     if step.kind == "ack":
         inc = engine.open_incident(step.rule, step.subject)
         if inc is None:

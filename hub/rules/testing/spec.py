@@ -39,6 +39,7 @@ ACTION_FIELDS = (
     "channels",
     "classes",
     "message",
+    "text",
 )
 STEP_KINDS = ("sensor", "tick", "ack", "archive", "camera")
 
@@ -49,7 +50,7 @@ class Step:
 
     line: int
     at: int
-    kind: str  # reading | tick | ack | archive | detection
+    kind: str  # reading | tick | ack | archive | detection | camera_event
     sensor: str = ""
     value: float | bool = 0.0
     unit: str | None = None
@@ -59,6 +60,7 @@ class Step:
     by: str = ""
     camera: str = ""
     detections: list[dict[str, Any]] = field(default_factory=list)
+    event: dict[str, Any] = field(default_factory=dict)  # a camera event (docs/streams.md)
 
 
 @dataclass(slots=True)
@@ -174,8 +176,25 @@ def _reading(ctx: Ctx, path: KeyPath, data: dict[str, Any], at: int, line: int) 
 
 _STEP_KEYS = (
     *("at", "sensor", "value", "ts", "every", "until", "to", "tick", "ack"),
-    *("archive", "subject", "by", "camera", "detections"),
+    *("archive", "subject", "by", "camera", "detections", "event"),
 )
+_EVENT_KEYS = ("kind", "class", "score", "zone", "line", "direction", "track_id", "count")
+
+
+def _camera_event(
+    ctx: Ctx, path: KeyPath, data: dict[str, Any], at: int, *, line: int, camera: str
+) -> list[Step]:
+    """`{at: 2m, camera: cam-1, event: {kind: entered, class: person, zone: underpass}}`."""
+    if "detections" in data:
+        ctx.error(path, "a camera step gives detections or an event, not both")
+        return []
+    event = mapping(ctx, (*path, "event"), data["event"], _EVENT_KEYS, "{kind: entered, zone: z}")
+    if event is None:
+        return []
+    if "kind" not in event:
+        ctx.error((*path, "event"), "kind: is missing, e.g. {kind: entered, class: person}")
+        return []
+    return [Step(line, at, "camera_event", camera=camera, event=dict(event))]
 
 
 def _step(ctx: Ctx, path: KeyPath, value: object) -> list[Step]:
@@ -198,6 +217,8 @@ def _step(ctx: Ctx, path: KeyPath, value: object) -> list[Step]:
         return [Step(line, at, "tick")]
     if kind == "camera":
         camera = text(ctx, (*path, "camera"), data["camera"], "a camera id") or ""
+        if "event" in data:
+            return _camera_event(ctx, path, data, at, line=line, camera=camera)
         items = data.get("detections", [])
         dets: list[dict[str, Any]] = []
         for i, item in enumerate(items if isinstance(items, list) else [items]):
