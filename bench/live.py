@@ -32,11 +32,12 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rtsp_relay import RtspServer  # bench/rtsp_relay.py: run as a script from bench/
+
 from hub.live.feed import Source
 from hub.live.relay import RelaySettings
 from hub.live.tickets import sign
 from hub.services import free_port
-from tests.detection.rtsp import RtspServer
 
 WIDTH, HEIGHT, FPS, BITS, BLOCK = 640, 360, 25, 40, 16
 TARGET_FIRST_S, TARGET_P95_S = 1.5, 1.0

@@ -24,10 +24,13 @@ from hub.api import HealthReport, build_app, serve_http
 from hub.api.check import check_tokens
 from hub.api.routes import add_room_routes
 from hub.audit import AuditEntry, AuditLog
+from hub.cameras.local import LocalCameras, for_inventory
+from hub.cameras.snapshot import SnapshotService
 from hub.config import ConfigError, HubConfig, load_config
 from hub.config.load import defaults_notice
 from hub.detection.camera_events import CameraEvents
 from hub.detection.service import DetectionService
+from hub.detection.worker import default_faces_model
 from hub.ha.pair import run_pair
 from hub.ingest.service import Ingest
 from hub.ingest.validate import Validator
@@ -45,7 +48,15 @@ from hub.rules.model import RuleSet
 from hub.rules.rederive import fetch_retained_incidents
 from hub.rules.service import RuleService
 from hub.scheduler import Job, rule_jobs, start_scheduler
-from hub.services import LocalInflux, LocalMosquitto, LocalService, port_open
+from hub.services import (
+    ChildProcess,
+    LocalInflux,
+    LocalMosquitto,
+    LocalService,
+    ServiceError,
+    port_open,
+    start_detectors,
+)
 from hub.storage import InfluxClient, Spool, StorageWriter
 from hub.store import Store, StoreError
 from hub.store.etcd import open_etcd_store
@@ -217,7 +228,8 @@ class Hub:
             self._add(component)
 
     def _add_video(self, config: HubConfig, inventory: Inventory) -> None:
-        """The cameras' components: detection jobs, the stream workers' events, live view."""
+        """The cameras' components: detection jobs, the stream workers' events, live view and
+        on-demand snapshots."""
         self.detection = DetectionService(
             config.detection,
             inventory,
@@ -253,6 +265,14 @@ class Hub:
         )
         self.rules.listeners.append(self.live.on_incident)
         self.components.append(self.live)
+        self.snapshots = SnapshotService(
+            config.detection,
+            inventory,
+            audit=self.audit,
+            faces_model=default_faces_model(config),
+            tokens=config.api.tokens,
+        )
+        self.components.append(self.snapshots)
 
     def _add(self, component: Component) -> None:
         for topic_filter, qos in component.subscriptions:
@@ -513,9 +533,12 @@ async def running(config: HubConfig, inventory: Inventory) -> AsyncIterator[Hub]
         await task
 
 
-def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
-    """Start Mosquitto and InfluxDB for the configured URLs when nothing answers there."""
-    started: list[LocalService] = []
+def _local_services(
+    config: HubConfig, inventory: Inventory, data_dir: Path
+) -> list[LocalService | LocalCameras]:
+    """Start Mosquitto, InfluxDB and the sample cameras for the configured URLs and the
+    inventory's cameras on this machine when nothing answers there."""
+    started: list[LocalService | LocalCameras] = []
     mqtt = urlsplit(config.mqtt.url)
     influx = urlsplit(config.influx.url)
     wanted: list[LocalService] = [
@@ -534,7 +557,12 @@ def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
         if port_open(service.host, service.port):
             log.info("%s already answers on %s:%d", service.name, service.host, service.port)
             continue
-        service.start()
+        try:
+            service.start()
+        except ServiceError:
+            for other in reversed(started):  # not left running without the hub
+                other.stop()
+            raise
         log.info(
             "started %s on %s:%d (data in %s)",
             service.name,
@@ -543,6 +571,20 @@ def _local_services(config: HubConfig, data_dir: Path) -> list[LocalService]:
             service.data_dir,
         )
         started.append(service)
+    cameras = for_inventory((c.url for c in inventory.cameras.values()), data_dir / "cameras")
+    if cameras is not None:
+        try:
+            cameras.start()
+        except ServiceError:
+            for other in reversed(started):  # not left running without the hub
+                other.stop()
+            raise
+        log.info(
+            "started the sample cameras: rtsp://127.0.0.1:%d/..., http://127.0.0.1:%d/...",
+            cameras.rtsp_port,
+            cameras.http_port,
+        )
+        started.append(cameras)
     return started
 
 
@@ -610,7 +652,22 @@ def main(args: argparse.Namespace) -> int:
         log.warning("%s", notice)
     for warning in config.warnings:
         log.warning("%s:%d:%d: %s", warning.file, warning.line, warning.col, warning.message)
-    services = _local_services(config, Path(args.local_services)) if args.local_services else []
+    services: list[LocalService | LocalCameras | ChildProcess] = []
+    try:
+        if args.local_services:
+            services += _local_services(config, inventory, Path(args.local_services))
+        if args.detectors:
+            services += start_detectors(
+                args.detectors,
+                config=Path(args.config) if args.config else None,
+                log_dir=Path(config.data_dir) / "logs",
+                mqtt_url=args.mqtt,
+            )
+    except ServiceError as exc:
+        print(f"hub: not starting: {exc}", file=sys.stderr)
+        for service in reversed(services):
+            service.stop()
+        return 1
     try:
         serve = _serve_pair if config.ha.enabled else _serve
         asyncio.run(serve(config, inventory, rules))

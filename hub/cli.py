@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hub.cameras.local import add_cameras_arguments
 from hub.demo import add_demo_arguments
 from hub.live.relay import add_relay_arguments
 from hub.rules.cli import add_test_arguments
@@ -25,6 +26,15 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    from hub.durations import DurationError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -34,8 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--local-services",
         metavar="DIR",
-        help="start Mosquitto and InfluxDB as child processes with data in DIR "
-        "when the configured URLs do not answer",
+        help="start Mosquitto, InfluxDB and the sample camera server as child processes "
+        "with data in DIR when nothing answers at the configured URLs",
+    )
+    run.add_argument(
+        "--detectors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also start N detection workers (`hub detector`) as child processes",
     )
 
     check = sub.add_parser("check", help="validate config, inventory and rules")
@@ -54,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="compress the storm's ten minutes by this factor (default 1)",
     )
+    simulate.add_argument(
+        "--calm",
+        type=_seconds,
+        default=3900.0,
+        metavar="DURATION",
+        help="how long the sensors go on reporting after the storm, in real time, so that "
+        "incidents clear (default 65m)",
+    )
     simulate.add_argument("--qos", type=int, choices=(0, 1), default=0)
 
     replay = sub.add_parser(
@@ -67,12 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_arguments(sub.add_parser("demo", help="the whole system on the example province"))
 
+    add_cameras_arguments(
+        sub.add_parser("cameras", help="the sample cameras: `serve` them, or make their `media`")
+    )
+
     detector = sub.add_parser("detector", help="a detection worker (start several to scale out)")
     _connection_flags(detector)
     detector.add_argument(
         "--id",
         required=True,
         help="this worker's name, unique among the workers (its MQTT client id is detector-ID)",
+    )
+    detector.add_argument(
+        "--data-dir", metavar="DIR", help="the hub's data_dir, where evidence goes (beats the file)"
     )
     streams = sub.add_parser(
         "streams", help="a stream worker: continuous analysis of camera streams (start several)"
@@ -124,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.detection.worker import main as detector_main
 
         return detector_main(args)
+    if args.command == "cameras":
+        from hub.cameras.local import cameras_main
+
+        return cameras_main(args)
     if args.command == "store":
         from hub.store.recover import store_main
 

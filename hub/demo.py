@@ -2,8 +2,10 @@
 
 Mosquitto and InfluxDB are started as child processes on free ports with their data in a
 temporary folder (unless --mqtt / --influx name running ones), so the storm's made-up
-readings never reach a real broker or database. The hub runs in this process, the storm is
-published into it, and the situation-room page is served until Ctrl-C.
+readings never reach a real broker or database. The sample cameras the inventory points at
+(`hub cameras serve`) are started unless they answer already, and a detection worker (`hub
+detector`) unless --detectors 0. The hub runs in this process, the storm is published into
+it, and the situation-room page is served until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hub.cameras.local import LocalCameras, for_inventory
 from hub.services import (
+    ChildProcess,
     LocalInflux,
     LocalMosquitto,
     LocalService,
     ServiceError,
     free_port,
     port_open,
+    start_detectors,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +58,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="storm speed-up (default 10: incidents in a minute)",
     )
     parser.add_argument("--listen", metavar="HOST:PORT", help="where to serve the page")
+    parser.add_argument(
+        "--detectors",
+        type=int,
+        default=1,
+        metavar="N",
+        help="detection workers to start (default 1; 0: none)",
+    )
 
 
 def _services(args: argparse.Namespace, data: Path) -> tuple[list[LocalService], str, str]:
@@ -164,6 +176,7 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hub-demo-") as tmp:
         data = Path(tmp)
         services: list[LocalService] = []
+        helpers: list[LocalCameras | ChildProcess] = []
         try:
             services, mqtt_url, influx_url = _services(args, data)
             env = {
@@ -174,6 +187,9 @@ def main(args: argparse.Namespace) -> int:
             )
             config = demo_config(config, data, _listen(config, args.listen))
             inventory = load_inventory(config.inventory)
+            _start_helpers(
+                helpers, args, config=config, inventory=inventory, data=data, mqtt_url=mqtt_url
+            )
             asyncio.run(run_demo(config, inventory, args.speed))
         except ConfigError as exc:
             for problem in exc.problems:
@@ -183,6 +199,39 @@ def main(args: argparse.Namespace) -> int:
             print(f"hub demo: {exc}", file=sys.stderr)
             return 1
         finally:
+            for helper in reversed(helpers):
+                helper.stop()
             for service in reversed(services):
                 service.stop()
     return 0
+
+
+def _start_helpers(
+    started: list[LocalCameras | ChildProcess],
+    args: argparse.Namespace,
+    *,
+    config: HubConfig,
+    inventory: Inventory,
+    data: Path,
+    mqtt_url: str,
+) -> None:
+    """Start the cameras the inventory points at (unless they answer) and the detectors,
+    each added to `started` at once, so that a failure still stops those before it."""
+    cameras = for_inventory((c.url for c in inventory.cameras.values()), data / "cameras")
+    if cameras is not None:
+        cameras.start()
+        started.append(cameras)
+        log.info(
+            "sample cameras on rtsp port %d, http port %d", cameras.rtsp_port, cameras.http_port
+        )
+    if args.detectors > 0 and config.detection.detector is None:
+        log.warning("no detection.detector in %s: detect actions will fail", args.config)
+    elif args.detectors > 0:
+        started += start_detectors(
+            args.detectors,
+            config=Path(args.config),
+            log_dir=data / "logs",
+            mqtt_url=mqtt_url,
+            data_dir=Path(config.data_dir),
+            prefix="demo",
+        )

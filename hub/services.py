@@ -1,4 +1,5 @@
-"""Local Mosquitto, InfluxDB and etcd processes, for tests, demos and `hub run --local-services`."""
+"""Local Mosquitto, InfluxDB and etcd processes, for tests, demos and `hub run --local-services`,
+and the detection workers `hub run --detectors` and `hub demo` start beside the hub."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -347,3 +349,65 @@ class EtcdCluster:
         a kill loses nothing, where SIGTERM waits 5 s for peers that are stopping too."""
         for member in self.members:
             member.kill()
+
+
+@dataclass
+class ChildProcess:
+    """A process of our own (a detection worker) that lives as long as its parent's command."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Start it; its output goes to `log_path`."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, not the child
+        )
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def start_detectors(
+    count: int,
+    *,
+    config: Path | None,
+    log_dir: Path,
+    mqtt_url: str | None = None,
+    data_dir: Path | None = None,
+    prefix: str = "local",
+) -> list[ChildProcess]:
+    """`count` detection workers (`hub detector --id <prefix>-N`) as child processes."""
+    started: list[ChildProcess] = []
+    for n in range(1, count + 1):
+        args = [sys.executable, "-m", "hub", "detector", "--id", f"{prefix}-{n}"]
+        if config is not None:
+            args += ["-c", str(config)]
+        if mqtt_url:
+            args += ["--mqtt", mqtt_url]
+        if data_dir is not None:
+            args += ["--data-dir", str(data_dir)]
+        child = ChildProcess(f"detector {prefix}-{n}", args, log_dir / f"detector-{n}.log")
+        child.start()
+        started.append(child)
+    return started

@@ -31,6 +31,20 @@ from hub.units import CANONICAL
 log = logging.getLogger("hub.simulate")
 
 STORM_S = 600.0  # the storm's shape at speed 1: ten minutes from first rain to flood
+# Then the rain stops and the water falls, over half as long again (fractions 1 to 1.5 of the
+# storm).
+RECEDE = (1.0, 1.5)
+# The peak (fractions 0.55 to 1) lasts at least this long in real time, so that the rules'
+# `for` durations (the underpass's 30 s) hold at any speed; fraction 1 is held to make it up.
+PEAK_S = 90.0
+# A river gauge goes silent at 0.6 of the storm for this long (real time, longer than the
+# example `missing: 5m` rule), then reports again.
+SILENT_S = 420.0
+# After that the sensors report calm values, at their own pace, for this long in real time
+# whatever the speed: the rules' `clear` durations and rates are measured on the readings' own
+# time (underpass barriers reopen 5 minutes after the water falls; the example reservoirs
+# clear after 30 minutes and the slopes' one-hour rates of movement after an hour).
+CALM_S = 3900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,30 +68,36 @@ def _ramp(x: float, start: float, end: float) -> float:
 
 
 def storm_value(sensor: Sensor, x: float) -> float | None:
-    """The reading of `sensor` at fraction `x` of the storm, in its canonical unit."""
+    """The reading of `sensor` at fraction `x` of the storm, in its canonical unit: rising
+    from 0 to 1, receding from RECEDE[0] to RECEDE[1], calm after."""
     wobble = 0.02 * math.sin(17 * x + zlib.crc32(sensor.id.encode()) % 7)
     site = sensor.site_type or ""
+    falls = 1 - _ramp(x, *RECEDE)  # 1 through the storm, 0 once it has passed
     value: float | None
     if sensor.kind == "rain_rate":
-        value = 2 + 70 * _ramp(x, 0.0, 0.35) * (1 + wobble)
+        value = 2 + 70 * _ramp(x, 0.0, 0.35) * (1 + wobble) * (1 - _ramp(x, 1.0, 1.2))
     elif sensor.kind == "rain_total":
         value = 120 * _ramp(x, 0.0, 1.0)
     elif sensor.kind == "water_level":
         if site in ("underpass", "underground_road"):
-            value = 0.02 + 0.45 * _ramp(x, 0.15, 0.55)
+            value = 0.02 + 0.45 * _ramp(x, 0.15, 0.55) * falls
+        elif site == "semi_basement":
+            value = 0.01 + 0.25 * _ramp(x, 0.2, 0.6) * falls
         elif site == "reservoir":
-            value = 12.0 + 5.5 * _ramp(x, 0.1, 0.9)
+            # From 60% of the gauge's range to 95% and back: each reservoir's own levels.
+            top = sensor.max if sensor.max is not None else 18.0
+            value = top * (0.6 + 0.35 * _ramp(x, 0.1, 0.9) * falls)
         else:
-            value = 1.0 + 3.0 * _ramp(x, 0.1, 0.8)
+            value = 1.0 + 3.0 * _ramp(x, 0.1, 0.8) * falls
         value *= 1 + wobble / 10
     elif sensor.kind == "flood_switch":
-        value = 1.0 if x > 0.5 else 0.0
+        value = 1.0 if 0.5 < x < sum(RECEDE) / 2 else 0.0
     elif sensor.kind == "tilt":
         value = 0.2 + 1.6 * _ramp(x, 0.3, 0.7)
     elif sensor.kind == "displacement":
         value = 1.0 + 40 * _ramp(x, 0.3, 0.75)
     elif sensor.kind == "soil_moisture":
-        value = 30 + 55 * _ramp(x, 0.0, 0.6)
+        value = 30 + 55 * _ramp(x, 0.0, 0.6) - 20 * _ramp(x, RECEDE[0], RECEDE[1] + 0.5)
     elif sensor.kind == "battery":
         value = 12.6 - 0.3 * x
     else:
@@ -89,9 +109,20 @@ def storm_value(sensor: Sensor, x: float) -> float | None:
     return round(value, 4)
 
 
-def storm(inventory: Inventory, speed: float) -> Iterator[Step]:
-    """Every sensor reporting through the storm; one water-level gauge goes silent midway."""
+def storm(inventory: Inventory, speed: float, calm: float = CALM_S) -> Iterator[Step]:
+    """Every sensor reporting through the storm and for `calm` seconds after it; one
+    water-level gauge goes silent midway and reports again later."""
     length = STORM_S / speed
+    hold = max(0.0, PEAK_S - 0.45 * length)
+    hush = (0.6 * length, 0.6 * length + SILENT_S)
+    passed = length * RECEDE[1] + hold  # when the calm begins
+    end = passed + calm
+
+    def fraction(t: float) -> float:
+        if t <= length:
+            return t / length
+        return 1.0 + max(0.0, t - length - hold) / length
+
     silent = next(
         (
             s.id
@@ -102,13 +133,16 @@ def storm(inventory: Inventory, speed: float) -> Iterator[Step]:
     )
     steps: list[Step] = []
     for sensor in inventory.sensors.values():
-        every = min(sensor.expected_interval or 10.0, 10.0) / max(speed, 1.0)
-        every = max(every, 0.25)
+        pace = min(sensor.expected_interval or 10.0, 10.0)
+        every = max(pace / max(speed, 1.0), 0.25)
         t = 0.0
-        while t <= length:
-            x = t / length
-            if sensor.id == silent and x > 0.6:
-                break  # the gauge goes silent: its `missing` rule should notice
+        while t <= end:
+            if t > passed:
+                every = max(every, pace)  # the calm after the storm, at the sensors' own pace
+            x = fraction(t)
+            if sensor.id == silent and hush[0] < t < hush[1]:
+                t += every
+                continue  # the gauge is silent: its `missing` rule should notice
             value = storm_value(sensor, x)
             if value is not None:
                 steps.append(Step(t, sensor.id, value, _canonical(sensor.kind)))
@@ -191,7 +225,7 @@ async def _run(args: argparse.Namespace) -> int:
     )
     inventory = load_inventory(config.inventory)
     if args.scenario == "storm":
-        steps: Iterator[Step] | list[Step] = storm(inventory, args.speed)
+        steps: Iterator[Step] | list[Step] = storm(inventory, args.speed, args.calm)
     else:
         steps = scripted(Path(args.scenario))
     async with side_client(config, f"{config.mqtt.client_id}-simulate") as client:

@@ -1,5 +1,6 @@
 """Fixtures: real Mosquitto, InfluxDB and etcd processes on free loopback ports, one per test
-session, with a topic prefix, a database and a key prefix of its own for each test."""
+session, with a topic prefix, a database and a key prefix of its own for each test; the sample
+cameras (`local_cameras`, from tests/cameras/support.py), served by GStreamer on free ports."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 from hub.services import EtcdCluster, LocalInflux, LocalMosquitto, free_port
 from tests.actuators.controller import Controller
+from tests.cameras.support import local_cameras
 from tests.helpers import HubProcess
+
+__all__ = ["local_cameras"]  # a fixture for every test package
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from pathlib import Path
 
@@ -12,16 +13,21 @@ import pytest
 
 from hub import metrics
 from hub.actuators.jobs import CommandJob
-from hub.app import running
+from hub.app import load_rules, running
 from hub.cli import main
 from hub.config import load_config
+from hub.ingest.validate import Reading
 from hub.inventory import load_inventory
 from hub.mqtt import MqttClient
+from hub.rules.engine import Engine
+from hub.rules.events import ActionRequested, IncidentOpened
 from hub.services import LocalInflux, LocalMosquitto, free_port
-from hub.simulate import Controllers, scripted, storm
+from hub.simulate import CALM_S, PEAK_S, RECEDE, Controllers, scripted, storm
+from hub.units import converter
 from tests.helpers import aquery, eventually, service_sections, write_config
 
 ROOT = Path(__file__).parent.parent
+NS = 1_000_000_000
 
 
 def test_storm_shape_over_the_example_province() -> None:
@@ -30,28 +36,77 @@ def test_storm_shape_over_the_example_province() -> None:
     assert {s.sensor for s in steps} == set(inventory.sensors)
     assert [s.at for s in steps] == sorted(s.at for s in steps)
     length = 600 / 60
+    hold = PEAK_S - 0.45 * length  # the peak is held to last PEAK_S in real time
+    above = [
+        s.at
+        for s in steps
+        if s.sensor == "suwon-seryu-wl-1" and s.value is not None and s.value > 0.15
+    ]
+    assert above[-1] - above[0] > 60  # the underpass rule's `for: 30s` holds, even at speed 60
 
-    def last(kind: str, site_type: str | None = None) -> list[float]:
+    def values(kind: str, site_type: str | None, start: float, end: float) -> list[float]:
         return [
             s.value
             for s in steps  # type: ignore[misc]
             if inventory.sensors[s.sensor].kind == kind
             and (site_type is None or inventory.sensors[s.sensor].site_type == site_type)
-            and s.at > 0.9 * length
+            and start < s.at <= end
         ]
 
-    assert min(last("water_level", "underpass")) > 0.15  # above the underpass rule's 15 cm
-    assert min(last("rain_rate")) > 30
-    assert set(last("flood_switch")) == {1.0}
+    def peak(kind: str, site_type: str | None = None) -> list[float]:
+        return values(kind, site_type, 0.9 * length, length)
+
+    def after(kind: str, site_type: str | None = None) -> list[float]:
+        return values(kind, site_type, RECEDE[1] * length + hold, steps[-1].at)
+
+    assert min(peak("water_level", "underpass")) > 0.15  # above the underpass rule's 15 cm
+    assert min(peak("rain_rate")) > 30
+    assert set(peak("flood_switch")) == {1.0}
+    # The storm passes: below every clear threshold, for longer than the longest `for`.
+    assert max(after("water_level", "underpass")) < 0.10
+    assert max(after("rain_rate")) < 20
+    assert set(after("flood_switch")) == {0.0}
+    assert steps[-1].at - RECEDE[1] * length - hold > CALM_S - 10 > 3600
     silent = next(
         s for s in inventory.sensors.values() if s.kind == "water_level" and s.site_type == "river"
     )
-    assert max(s.at for s in steps if s.sensor == silent.id) <= 0.6 * length + 1
+    heard = [s.at for s in steps if s.sensor == silent.id]
+    gap = max(b - a for a, b in itertools.pairwise(heard))
+    assert gap > 300  # the example `missing: 5m` rule notices
+    assert heard[-1] == pytest.approx(steps[-1].at, abs=10)  # and it reports again
     for step in steps:
         sensor = inventory.sensors[step.sensor]
         assert step.value is not None
         assert sensor.min is None or step.value >= sensor.min
         assert sensor.max is None or step.value <= sensor.max
+
+
+def test_every_incident_of_the_storm_clears_and_the_barriers_reopen() -> None:
+    """The example rules over the whole storm at the demo's speed, on the readings' own time."""
+    inventory = load_inventory([ROOT / "site"])
+    engine = Engine(load_rules(load_config(ROOT / "hub.yaml", env={}), inventory), inventory)
+    start = 1_800_000_000 * NS
+    events = []
+    for step in storm(inventory, speed=10):
+        now = start + int(step.at * NS)
+        sensor = inventory.sensors[step.sensor]
+        value = converter(sensor.kind, step.unit or sensor.unit)(step.value or 0.0)
+        events += engine.tick(now)
+        events += engine.on_readings([Reading(sensor, value, now)])
+    events += engine.tick(now + 60 * NS)
+    opened = {e.incident.id for e in events if isinstance(e, IncidentOpened)}
+    assert len(opened) >= 10  # underpasses, semi-basements, slopes, reservoirs, the silent gauge
+    rules_seen = {engine.incident(i).rule for i in opened}  # type: ignore[union-attr]
+    assert {"underpass-flooding", "gauge-silent", "semi-basement-flooding"} <= rules_seen
+    still_open = [i for i in engine.incidents() if i.state in ("active", "acknowledged")]
+    assert still_open == []
+    barriers = [
+        e.params.get("command")
+        for e in events
+        if isinstance(e, ActionRequested) and e.kind == "actuate" and e.rule == "underpass-flooding"
+    ]
+    assert "close" in barriers
+    assert "open" in barriers
 
 
 def test_scripted_scenario_errors_say_where(tmp_path: Path) -> None:
@@ -83,10 +138,10 @@ async def test_storm_readings_are_all_valid_and_stored(
     async with running(config, load_inventory(config.inventory)) as hub:
         await hub.mqtt.wait_connected(10)
         rc = await asyncio.to_thread(
-            main, ["simulate", "storm", "--speed", "300", "-c", str(config_path)]
+            main, ["simulate", "storm", "--speed", "300", "--calm", "2s", "-c", str(config_path)]
         )
         assert rc == 0
-        expected = len(list(storm(load_inventory(config.inventory), speed=300)))
+        expected = len(list(storm(load_inventory(config.inventory), speed=300, calm=2)))
         silent = 1  # one gauge stops reporting at 60% of the storm
         assert expected > len(hub.inventory.sensors) - silent
         await eventually(

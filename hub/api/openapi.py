@@ -251,6 +251,54 @@ def _note_op() -> dict[str, Any]:
     return op
 
 
+def _snapshot_op() -> dict[str, Any]:
+    op = _op(
+        "A fresh picture from the camera, grabbed now, faces blurred unless the camera may be "
+        "shown unblurred (detection.unblurred and its inventory privacy); audited (kind "
+        "snapshot). Answers within detection.snapshot.deadline (default 5 s), a picture or "
+        "an error; another region's camera is a 404 for a token of some regions",
+        "viewer",
+        {
+            "description": "the JPEG; Cache-Control: no-store; X-Snapshot-Taken: when it was "
+            "grabbed (epoch seconds); X-Faces-Blurred: how many faces were blurred, or "
+            "`unblurred`",
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        params=[_path("id", "camera id")],
+        errors=(404,),
+    )
+    camera_error = {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string", "example": "camera cam-1: HTTP: connection refused"},
+            "status": {"type": "integer"},
+            "camera": {"type": "string"},
+            "cause": {
+                "enum": [
+                    "timeout",
+                    "refused",
+                    "not found",
+                    "unknown host",
+                    "unreadable",
+                    "faces",
+                    "unavailable",
+                ],
+                "description": "why the camera gave no picture",
+            },
+        },
+    }
+    for code, why in (
+        ("502", "the camera refused, lacks the stream or sent something unreadable"),
+        ("503", "faces cannot be blurred (no face model) or capture is not installed"),
+        ("504", "no picture within the deadline"),
+    ):
+        op["responses"][code] = {
+            "description": why,
+            "content": {"application/json": {"schema": camera_error}},
+        }
+    return op
+
+
 _STATES = "active, acknowledged, cleared, or open (active and acknowledged); comma-separated"
 
 
@@ -319,6 +367,7 @@ def document() -> dict[str, Any]:
                 _json(_list("cameras", "Camera")),
             )
         },
+        "/api/cameras/{id}/snapshot": {"get": _snapshot_op()},
         "/api/cameras/{id}/live": {
             "get": _op(
                 "A ticket to watch a camera live: the relay's URL for it, good for "

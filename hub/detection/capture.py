@@ -13,6 +13,7 @@ import http.client
 import os
 import queue
 import signal
+import socket
 import ssl
 import threading
 import time
@@ -114,18 +115,34 @@ def _stream(url: str, connect_timeout: float, read_timeout: float) -> Image:
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
         int(read_timeout * 1000),
     ]
+    start = time.monotonic()
     capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
     try:
         if not capture.isOpened():
-            raise CaptureFailedError(
-                "could not open the stream (refused, unreachable or timed out)"
-            )
+            if time.monotonic() - start >= 0.9 * connect_timeout:
+                # Connected (or not) but nothing came back: a hung camera, not a wrong path.
+                raise CaptureFailedError(
+                    f"could not open the stream: timed out after {connect_timeout:g} s"
+                )
+            raise CaptureFailedError(f"could not open the stream: {_why_not(url, connect_timeout)}")
         ok, image = capture.read()
     finally:
         capture.release()
     if not ok or image is None:
         raise CaptureFailedError("the stream opened but gave no frame in time")
     return _bgr(image)
+
+
+def _why_not(url: str, connect_timeout: float) -> str:
+    """Why a stream did not open, in words: OpenCV only says that it did not."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 554
+        with socket.create_connection((parts.hostname or "", port), timeout=connect_timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        return _describe(exc)
+    return "the server answers but sent no stream (not found at this path, or not H.264/H.265?)"
 
 
 def _http(url: str, connect_timeout: float, read_timeout: float) -> Image:
@@ -197,6 +214,8 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
     return str(exc) or type(exc).__name__
 
 

@@ -26,6 +26,14 @@ class CaptureConfig(Section):
     deadline: PositiveDuration = 8.0
 
 
+class SnapshotConfig(Section):
+    """On-demand snapshots (`GET /api/cameras/{id}/snapshot`): their own capture workers."""
+
+    # The request answers within this, a picture or an error, whatever the camera does.
+    deadline: PositiveDuration = 5.0
+    workers: Annotated[int, Field(gt=0, le=256)] = 2
+
+
 class DetectionConfig(Section):
     """Detection jobs: what the workers run and how long the hub waits for them."""
 
@@ -49,6 +57,7 @@ class DetectionConfig(Section):
     unblurred: tuple[Name, ...] = ()
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)
 
     def evidence_path(self, data_dir: Path) -> Path:
         """Where snapshots are written."""

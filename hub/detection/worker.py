@@ -324,6 +324,9 @@ def main(args: argparse.Namespace) -> int:
         config = load_config(
             Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
         )
+        if getattr(args, "data_dir", None):
+            # A hub that runs with another data folder (`hub demo`) has its evidence there.
+            config = config.model_copy(update={"data_dir": Path(args.data_dir)})
         inventory = load_inventory(config.inventory)
     except ConfigError as exc:
         for problem in exc.problems:

@@ -235,8 +235,13 @@ class RuleService:
         self._rules = rules
         # False on a first start, or when the store was damaged and made anew: then the
         # incidents the broker still holds retained can be taken back (`adopt_incidents`).
+        # A journal without a snapshot is a hub killed before its first save (or an active
+        # hub of a pair killed before its save was replicated): the broker delivers again
+        # the readings behind the journal's events, which open the same incidents, with the
+        # same ids; taking them back from their retained messages would open them twice.
         self.has_state = snapshot is not None
         self._restore(snapshot, saved.get(DISPATCHED))
+        self.has_state = self.has_state or self._seq > 0
         self._republish = True
         self._publishing: set[asyncio.Future[None]] = set()  # incident states on their way
         metrics.RULES_LOADED.set(len(rules))

@@ -106,7 +106,7 @@ def test_a_camera_clicked_on_the_map_plays_live(
     page = room.page
     page.locator(".camera-icon[title=cam-1]").dispatch_event("click")
     shown = playing(page, "#wall figure[data-camera=cam-1] video")
-    assert shown["width"] == 320  # relayed as the camera sends it
+    assert shown["width"] == 640  # relayed as the camera sends it
     room.screenshot("wall-camera")
     entries = hub_process.get("/api/audit?kind=live", support.OPERATOR)["entries"]
     assert [(e["actor"], e["camera"]) for e in entries] == [("wall", "cam-1")]

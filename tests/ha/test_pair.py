@@ -260,3 +260,49 @@ def test_a_stopped_active_hub_that_wakes_sends_nothing_and_stands_by(
         "the woken hub sent a command"
     )
     assert len(webhook.received) == sent[1], "the woken hub sent a notification"
+
+
+def test_a_broker_restart_during_a_takeover_loses_and_doubles_nothing(
+    tmp_path: Path,
+    own_mosquitto: LocalMosquitto,
+    influx: LocalInflux,
+    etcd: EtcdCluster,
+    prefix: str,
+    database: str,
+    uid: str,
+) -> None:
+    """The active hub is killed and the broker restarts while the standby takes over: the
+    new active hub finds its session on the restarted broker (persistence) and the flood
+    that starts meanwhile closes and opens the barrier once."""
+    with threaded_webhook() as webhook:
+        configs = pair_configs(
+            tmp_path, own_mosquitto, influx, etcd, prefix, database, uid, webhook.url
+        )
+        controller = Controller(own_mosquitto.url, f"barrier-{uid}", prefix, "suwon", "bar-1")
+        sensor = Peer(own_mosquitto.url, f"sensor-{uid}")
+        pair = Pair(configs)
+        try:
+            pair.start("a")
+            pair.start("b")
+            active = wait_for(pair.active, "a hub to be active", timeout=30)
+            level(sensor, prefix, 20)
+            wait_for(lambda: len(controller.commands) == 1, "the first flood's close")
+            level(sensor, prefix, 5)
+            wait_for(lambda: len(controller.commands) == 2, "the first flood's open")
+
+            assert pair.hubs[active].signal(signal.SIGKILL) == -signal.SIGKILL
+            own_mosquitto.restart()
+            level(sensor, prefix, 20)  # sent once the sensor is connected again
+            successor = pair.other(active)
+            wait_for(lambda: pair.active() == successor, "the takeover", TAKEOVER_S * 2)
+            wait_for(lambda: len(controller.commands) == 3, "the second flood's close")
+            level(sensor, prefix, 5)
+            wait_for(lambda: len(controller.commands) == 4, "the second flood's open")
+            per_incident = commands(controller)
+            assert len(per_incident) == 2, per_incident
+            assert all(c == Counter(close=1, open=1) for c in per_incident.values())
+            assert all(n == 1 for n in controller.executed.values())
+        finally:
+            pair.stop()
+            sensor.close()
+            controller.close()

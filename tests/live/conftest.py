@@ -14,7 +14,7 @@ from tests.live.support import camera_stream
 
 @pytest.fixture
 def camera(tmp_path: Path) -> Iterator[str]:
-    """The RTSP URL of a camera on this machine (H.264, 320x240, a keyframe a second)."""
+    """The RTSP URL of a camera on this machine (H.264, 640x360, a keyframe a second)."""
     with camera_stream(tmp_path) as url:
         yield url
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 
 from hub.live.feed import redact
-from tests.detection.rtsp import RtspServer
+from tests.cameras.support import LocalCameras
 
 
 @contextlib.contextmanager
@@ -19,11 +19,8 @@ def camera_stream(tmp: Path) -> Iterator[str]:
     The one place the live tests get a camera from: point it at another server here.
     """
     tmp.mkdir(parents=True, exist_ok=True)
-    server = RtspServer(tmp)
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with LocalCameras(tmp) as cameras:  # the GStreamer server of the sample clips
+        yield cameras.url("street-pan")
 
 
 def ffmpeg_pulling(url: str) -> list[int]:

@@ -104,7 +104,7 @@ async def test_two_viewers_share_one_upstream_and_start_on_a_keyframe(
         assert status["feeds"]["open"]["viewers"] == 2  # type: ignore[index]
         stream = probe(a + await read(first, 188 * 200), tmp_path)
         # Copied as the camera sends it: same codec, same size, no second encoding.
-        assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 320, 240)
+        assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 640, 360)
 
 
 async def test_a_camera_whose_faces_must_be_blurred_is_shown_small(
@@ -113,7 +113,7 @@ async def test_a_camera_whose_faces_must_be_blurred_is_shown_small(
     async with relay.session.get(relay.url("private")) as resp:
         assert resp.status == 200, await resp.text()
         stream = probe(await read(resp, 188 * 300), tmp_path)
-    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 160, 120)
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 160, 90)
 
 
 async def test_an_idle_feed_stops_and_its_upstream_goes(relay: RelayUnderTest, camera: str) -> None:

@@ -1,4 +1,8 @@
-"""A minimal RTSP server for tests: ffmpeg encodes a test pattern to RTP, this serves it.
+"""A minimal RTSP server for bench/live.py: ffmpeg encodes frames to RTP, this serves them.
+
+The tests use the real GStreamer server instead (tests/cameras/support.py); bench/live.py
+keeps this one because its camera paints the time into every frame, live, which a server of
+pre-encoded clips cannot do.
 
 ffmpeg's RTSP muxer only pushes to a server (its `listen` flag is for input), so ffmpeg sends
 H.264 over RTP to a local UDP port and this server answers OPTIONS, DESCRIBE, SETUP and PLAY
