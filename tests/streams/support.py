@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from hub.cameras.media import digest
 from hub.services import free_port
 from tests.helpers import point, square
 
@@ -106,6 +107,36 @@ class HttpStream:
         if self._thread is not None:
             self._thread.join(10)
         self.proc = None
+
+
+# What the camera server sends as is: constrained baseline, no B-frames, access unit
+# delimiters, a keyframe every second at 10 frames/s (as hub/cameras/media.py encodes).
+_X264 = "keyint=10:min-keyint=10:scenecut=0:bframes=0:aud=1:repeat-headers=1"
+
+
+def rtsp_media(folder: Path, clips: dict[str, Path]) -> Path:
+    """A media folder for the project's camera server (hub.cameras.LocalCameras) that serves
+    these clips, looped, at rtsp://HOST:PORT/<name>."""
+    media = folder / "media"
+    if (media / "clips.json").exists():
+        return media
+    media.mkdir(parents=True)
+    specs: dict[str, object] = {}
+    for name, clip in clips.items():
+        frames = media / f"{name}.frames"
+        frames.mkdir()
+        _ffmpeg(
+            "-i", str(clip), "-vf", "fps=10,format=yuv420p", "-c:v", "libx264",
+            "-preset", "veryfast", "-profile:v", "baseline", "-x264-params", _X264,
+            "-f", "h264", str(media / f"{name}.h264"),
+        )  # fmt: skip
+        _ffmpeg("-i", str(media / f"{name}.h264"), "-q:v", "5", str(frames / "%03d.jpg"))
+        specs[name] = {"h264": f"{name}.h264", "jpeg": frames.name, "fps": 10,
+                       "frames": len(list(frames.glob("*.jpg"))), "shows": name}  # fmt: skip
+    # The digest of the current recipes, so that the server takes the folder as made.
+    manifest = {"digest": digest(), "fps": 10, "size": [W, H], "clips": specs}
+    (media / "clips.json").write_text(json.dumps(manifest))
+    return media
 
 
 def camera_site(folder: Path, cameras: dict[str, dict[str, Any]]) -> Path:

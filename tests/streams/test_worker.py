@@ -1,11 +1,13 @@
-"""A stream worker on a real stream (ffmpeg serving a clip over HTTP), a real Mosquitto and the
-real fall model: a person walking into a zone, out and in again, and a camera that dies."""
+"""A stream worker on real streams (the project's GStreamer camera server over RTSP; ffmpeg
+serving over HTTP for a camera that dies), a real Mosquitto and the real fall model: a person
+walking into a zone, out and in again, a camera that dies, and a broker that restarts."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from hub.cameras.local import LocalCameras
 from hub.config import load_config
 from hub.detection.backends.registry import load_detector
 from hub.detection.privacy import FaceBlurrer
@@ -23,7 +26,13 @@ from hub.streams.metrics import exposition, registry_for
 from hub.streams.watch import Pools
 from hub.streams.worker import StreamWorker, _watch_factory
 from tests.helpers import Peer, eventually, write_config
-from tests.streams.support import RIGHT_HALF, HttpStream, camera_site, still_clip, walking_clip
+from tests.streams.support import (
+    RIGHT_HALF,
+    camera_site,
+    rtsp_media,
+    still_clip,
+    walking_clip,
+)
 
 MODELS = Path(__file__).resolve().parents[2] / "var" / "models"
 FALL_MODEL = MODELS / "fall" / "best_fp16.onnx"
@@ -58,37 +67,44 @@ def streams_config(tmp_path: Path, broker: str, prefix: str, site: Path, **extra
     )
 
 
-@pytest.fixture
-async def running_worker(
-    tmp_path: Path, mosquitto: LocalMosquitto, prefix: str, uid: str
-) -> AsyncIterator[tuple[StreamWorker, HttpStream, Peer]]:
-    server = HttpStream(walking_clip(tmp_path), tmp_path / "server.log")
-    server.start()
+@pytest.fixture(scope="module")
+def walking_camera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCameras]:
+    """The project's GStreamer camera server, serving the walking clip at rtsp://.../walk."""
+    folder = tmp_path_factory.mktemp("walking-camera")
+    media = rtsp_media(folder, {"walk": walking_clip(folder)})
+    with LocalCameras(folder, media=media) as cameras:
+        yield cameras
+
+
+@contextlib.asynccontextmanager
+async def worker_watching(
+    url: str, tmp_path: Path, broker: str, prefix: str, uid: str
+) -> AsyncIterator[tuple[StreamWorker, Peer]]:
+    """A worker watching one camera at `url` with a zone over the right half of its picture,
+    and a listener on the camera's events."""
     site = camera_site(
         tmp_path / "site",
-        {"cam-walk": {"url": server.url, "zones": [{"id": "right", "polygon": RIGHT_HALF}]}},
+        {"cam-walk": {"url": url, "zones": [{"id": "right", "polygon": RIGHT_HALF}]}},
     )
-    config = load_config(streams_config(tmp_path, mosquitto.url, prefix, site))
+    config = load_config(streams_config(tmp_path, broker, prefix, site))
     inventory = load_inventory(config.inventory)
     assert config.streams.detector is not None
     detector = load_detector(config.streams.detector)
-    blurrer = FaceBlurrer(FACES)
     executors = [ThreadPoolExecutor(1) for _ in range(3)]
-    pools = Pools(*executors)
-    worker = StreamWorker(
-        config, inventory, f"w-{uid}", make_watch=_watch_factory(config, detector, blurrer, pools)
-    )
-    peer = Peer(mosquitto.url, f"listener-{uid}")
+    make = _watch_factory(config, detector, FaceBlurrer(FACES), Pools(*executors))
+    worker = StreamWorker(config, inventory, f"w-{uid}", make_watch=make)
+    peer = Peer(broker, f"listener-{uid}")
     peer.subscribe(f"{prefix}/camera-events/#")
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
-    yield worker, server, peer
-    stop.set()
-    await asyncio.wait_for(task, 15)
-    peer.close()
-    server.kill()
-    for pool in executors:
-        pool.shutdown(cancel_futures=True)
+    try:
+        yield worker, peer
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        peer.close()
+        for pool in executors:
+            pool.shutdown(cancel_futures=True)
 
 
 def events(peer: Peer, prefix: str) -> list[dict[str, Any]]:
@@ -97,9 +113,14 @@ def events(peer: Peer, prefix: str) -> list[dict[str, Any]]:
 
 
 async def test_walking_in_out_and_in_again_is_two_entries_of_one_track_each(
-    running_worker: tuple[StreamWorker, HttpStream, Peer], prefix: str, tmp_path: Path
+    walking_camera: LocalCameras, mosquitto: LocalMosquitto, prefix: str, uid: str, tmp_path: Path
 ) -> None:
-    _, _, peer = running_worker
+    url = walking_camera.url("walk")  # over RTSP from the camera server
+    async with worker_watching(url, tmp_path, mosquitto.url, prefix, uid) as (_, peer):
+        await _walk_in_out_and_in(peer, prefix, tmp_path)
+
+
+async def _walk_in_out_and_in(peer: Peer, prefix: str, tmp_path: Path) -> None:
 
     def zone_events() -> list[dict[str, Any]]:
         return [e for e in events(peer, prefix) if e["kind"] in ("entered", "left")]
@@ -144,20 +165,34 @@ async def test_walking_in_out_and_in_again_is_two_entries_of_one_track_each(
 
 
 async def test_a_dead_stream_is_reported_and_taken_up_again(
-    running_worker: tuple[StreamWorker, HttpStream, Peer], prefix: str
+    mosquitto: LocalMosquitto, prefix: str, uid: str, tmp_path: Path
 ) -> None:
-    worker, server, peer = running_worker
+    # A camera server of this test's own, which it stops and starts again on the same port.
+    media = rtsp_media(tmp_path, {"walk": walking_clip(tmp_path)})
+    server = LocalCameras(tmp_path / "camera-server", media=media)
+    server.start()
+    try:
+        url = server.url("walk")
+        async with worker_watching(url, tmp_path, mosquitto.url, prefix, uid) as (w, p):
+            await _die_and_return(w, server, p, prefix)
+    finally:
+        server.stop()
+
+
+async def _die_and_return(
+    worker: StreamWorker, server: LocalCameras, peer: Peer, prefix: str
+) -> None:
     await eventually(
         lambda: "cam-walk" in worker.watches and worker.watches["cam-walk"][0].stream.state.up,
         "the stream to be up",
     )
     before = len(events(peer, prefix))
-    server.kill()
+    server.stop()
 
     def after(kind: str) -> list[dict[str, Any]]:
         return [e for e in events(peer, prefix)[before:] if e["kind"] == kind]
 
-    down = await eventually(lambda: after("stream_down"), "a stream_down event")
+    down = await eventually(lambda: after("stream_down"), "a stream_down event", timeout=30)
     assert "ffmpeg exited" in down[0]["detail"] or "stalled" in down[0]["detail"]
     state = worker.watches["cam-walk"][0].stream.state
     registry = registry_for(worker)
@@ -166,7 +201,7 @@ async def test_a_dead_stream_is_reported_and_taken_up_again(
     await eventually(lambda: state.reconnects > tries + 1, "reconnect attempts while it is down")
     assert not after("stream_up")
     server.start()
-    await eventually(lambda: after("stream_up"), "a stream_up event")
+    await eventually(lambda: after("stream_up"), "a stream_up event", timeout=30)
     assert state.up
     presence = worker.presence()["cameras"]["cam-walk"]
     assert presence["up"]
