@@ -106,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument(
         "--data-dir", metavar="DIR", help="the hub's data_dir, where evidence goes (beats the file)"
     )
+    streams = sub.add_parser(
+        "streams", help="a stream worker: continuous analysis of camera streams (start several)"
+    )
+    _connection_flags(streams)
+    streams.add_argument(
+        "--id",
+        required=True,
+        help="this worker's name, unique in the fleet (its MQTT client id is streams-ID)",
+    )
+    streams.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
+    )
 
     relay = sub.add_parser("relay", help="serve cameras live to the page (the hub starts one)")
     add_relay_arguments(relay)
@@ -134,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.demo import main as demo_main
 
         return demo_main(args)
+    if args.command == "streams":
+        from hub.streams.worker import main as streams_main
+
+        return streams_main(args)
     if args.command == "detector":
         from hub.detection.worker import main as detector_main
 

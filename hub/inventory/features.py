@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from hub.config.problems import KeyPath, describe, did_you_mean
 from hub.inventory.model import ACTUATOR_KINDS, SENSOR_KINDS, SITE_TYPES
 from hub.inventory.reader import Props, centre, point, polygons
+from hub.inventory.scene import lines, zones
 from hub.units import check_unit, converter
 
 _COMMON = frozenset({"type", "id", "name"})
@@ -17,7 +18,19 @@ ALLOWED: dict[str, frozenset[str]] = {
     "region": _COMMON | {"contacts"},
     "site": _COMMON | {"region", "site_type"},
     "sensor": _COMMON | {"kind", "region", "site", "unit", "expected_interval", "min", "max"},
-    "camera": _COMMON | {"url", "region", "site", "heading", "fov", "range", "privacy"},
+    "camera": _COMMON
+    | {
+        "url",
+        "region",
+        "site",
+        "heading",
+        "fov",
+        "range",
+        "privacy",
+        "substream",
+        "zones",
+        "lines",
+    },
     "actuator": _COMMON | {"kind", "region", "site"},
 }
 _STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -105,8 +118,8 @@ def _sensor(r: Props, where: KeyPath, geometry: object) -> Fields | None:
     }
 
 
-def _camera_url(r: Props) -> str | None:
-    url = r.text("url", required=True)
+def _camera_url(r: Props, key: str = "url") -> str | None:
+    url = r.text(key, required=key == "url")
     if url is None:
         return None
     if _STREAM_URL.match(url):
@@ -119,10 +132,10 @@ def _camera_url(r: Props) -> str | None:
         return url
     shown = url if parts.password is None else url.replace(parts.password, "***")
     if parts.scheme.lower() not in _STREAM_SCHEMES:
-        r.problem("url", f"expected rtsp://, http(s):// or a local file path, got {shown!r}")
+        r.problem(key, f"expected rtsp://, http(s):// or a local file path, got {shown!r}")
         return None
     if not parts.hostname:
-        r.problem("url", f"{shown!r} names no host")
+        r.problem(key, f"{shown!r} names no host")
         return None
     return url
 
@@ -130,6 +143,7 @@ def _camera_url(r: Props) -> str | None:
 def _camera(r: Props, where: KeyPath, geometry: object) -> Fields | None:
     fields = _place(r, where, geometry)
     url = _camera_url(r)
+    substream = _camera_url(r, "substream")
     heading = r.bounded("heading", 0.0, 360.0)
     fov = r.bounded("fov", 0.0, 360.0, open_low=True)
     reach = r.number("range")
@@ -138,9 +152,21 @@ def _camera(r: Props, where: KeyPath, geometry: object) -> Fields | None:
     privacy = r.data.get("privacy")
     if privacy is not None and not isinstance(privacy, bool | str):
         r.problem("privacy", f"expected true, false or a word, got {describe(privacy)}")
+    scene = {"zones": zones(r), "lines": lines(r)}
     if not r.ok:
         return None
-    return fields | {"url": url, "heading": heading, "fov": fov, "range": reach, "privacy": privacy}
+    return (
+        fields
+        | scene
+        | {
+            "url": url,
+            "substream": substream,
+            "heading": heading,
+            "fov": fov,
+            "range": reach,
+            "privacy": privacy,
+        }
+    )
 
 
 def _actuator(r: Props, where: KeyPath, geometry: object) -> Fields | None:

@@ -70,6 +70,30 @@ class Sensor:
     lat: float
 
 
+# A point in a camera's image, normalised: x and y from 0 to 1, origin at the top left.
+ImagePoint: TypeAlias = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """An area of a camera's image; `loiter` (s) and `crowd` (people) raise events when set."""
+
+    id: str
+    polygon: tuple[ImagePoint, ...]
+    loiter: float | None = None
+    crowd: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A line across a camera's image, crossed `in` towards its `in_side` (seen from a to b)."""
+
+    id: str
+    a: ImagePoint
+    b: ImagePoint
+    in_side: str = "left"  # "left" or "right" of the direction a -> b, in image coordinates
+
+
 @dataclass(frozen=True, slots=True)
 class Camera:
     """A camera; heading and fov in degrees (heading clockwise from north), range in metres."""
@@ -86,6 +110,10 @@ class Camera:
     privacy: bool | str | None
     lon: float
     lat: float
+    # A lower-resolution stream for continuous analysis (hub streams), when the camera has one.
+    substream: str | None = None
+    zones: tuple[Zone, ...] = ()
+    lines: tuple[Line, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

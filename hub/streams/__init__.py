@@ -1,0 +1,1 @@
+"""Continuous analysis of camera streams: `hub streams` workers (see docs/streams.md)."""
