@@ -23,6 +23,18 @@ class ServiceError(RuntimeError):
     """A local service could not be started or did not become ready in time."""
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM a child, then SIGKILL it if it has not exited within `timeout_s`; reaped."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that is free on `host` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -124,13 +136,8 @@ class LocalService:
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            terminate(proc, timeout_s)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -376,13 +383,8 @@ class ChildProcess:
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            terminate(proc, timeout_s)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 
@@ -68,3 +69,12 @@ def guarded(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Await
             log.debug("%s: a run cancelled as the hub stops", name)
 
     return job
+
+
+async def until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `run(stop)` with `stop` set by SIGTERM or SIGINT (a worker command's main loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run(stop)

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from hub.cameras.media import IMAGES, MEDIA, ensure_media
-from hub.services import ServiceError, port_open
+from hub.services import ServiceError, port_open, terminate
 
 SERVER = Path(__file__).with_name("server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -138,13 +137,7 @@ class LocalCameras:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            terminate(proc, timeout_s)
             if proc.stdout is not None:
                 proc.stdout.close()
         if self._log is not None:

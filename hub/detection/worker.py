@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import re
-import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hub.config import ConfigError, HubConfig, load_config
 from hub.inventory import Inventory, load_inventory
 from hub.mqtt import Message, MqttClient
+from hub.supervise import until_signalled
 from hub.tls import mqtt_ssl_context
 
 if TYPE_CHECKING:
@@ -305,14 +305,6 @@ def default_faces_model(config: HubConfig) -> Path:
     return faces if faces is not None else Path(config.data_dir) / "models/faces/centerface.onnx"
 
 
-async def _serve(worker: DetectorWorker) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await worker.run(stop)
-
-
 def main(args: argparse.Namespace) -> int:
     """`hub detector`: load the model and serve jobs until SIGTERM or Ctrl-C."""
     from hub.detection.backends.base import DetectorError  # noqa: PLC0415
@@ -359,5 +351,5 @@ def main(args: argparse.Namespace) -> int:
         )
         log.info("detector %s serving jobs from %s", args.id, config.mqtt.url)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(worker))
+            asyncio.run(until_signalled(worker.run))
     return 0

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from hub.inventory.model import Camera
 from hub.mqtt import Message, MqttClient, MqttError, Will
 from hub.streams.fleet import Assignment, Roster
 from hub.streams.scene import CameraEvent
+from hub.supervise import until_signalled
 from hub.tls import mqtt_ssl_context
 
 if TYPE_CHECKING:
@@ -263,14 +263,6 @@ def _watch_factory(
     return make
 
 
-async def _serve(worker: StreamWorker) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await worker.run(stop)
-
-
 def main(args: argparse.Namespace) -> int:
     """`hub streams`: load the models, join the fleet and watch cameras until SIGTERM."""
     from hub.detection.backends.base import DetectorError  # noqa: PLC0415
@@ -329,7 +321,7 @@ def main(args: argparse.Namespace) -> int:
         log.info("metrics at http://%s/metrics", args.metrics)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(worker))
+            asyncio.run(until_signalled(worker.run))
     finally:
         for pool in (light, detect, evidence):
             pool.shutdown(wait=False, cancel_futures=True)
