@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import IO
 
 import orjson
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
-from hub.live.feed import Feed, FeedError, Source, Viewer
+from hub.live.feed import Feed, FeedError, Source
 from hub.live.tickets import TicketError, check
 
 log = logging.getLogger("hub.live")
@@ -161,14 +161,14 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     if (refused := _checked(request, "view", camera)) is not None:
         return refused
     relay = request.app[RELAY]
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await _over_websocket(request, relay, camera)
     try:
         feed = await relay.feed(camera)
     except FeedError as exc:
         return _error(502, str(exc))
     viewer = feed.subscribe()
     try:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await _over_websocket(request, viewer)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "video/mp2t",
@@ -185,15 +185,29 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         feed.unsubscribe(viewer)
 
 
-async def _over_websocket(request: web.Request, viewer: Viewer) -> web.WebSocketResponse:
+async def _over_websocket(request: web.Request, relay: Relay, camera: str) -> web.WebSocketResponse:
     """The same stream as binary WebSocket messages: a browser opens at most six HTTP/1.1
-    connections to one host, and a wall holds more tiles than that."""
+    connections to one host, and a wall holds more tiles than that.
+
+    The handshake completes before the camera's first picture is waited for: a browser lets
+    only one WebSocket to a host be connecting at a time, so a wall of cold cameras whose
+    handshakes each waited for a picture would start one camera after another. A camera that
+    gives no picture closes the socket with the reason (code 1011)."""
     ws = web.WebSocketResponse(heartbeat=20.0)
     await ws.prepare(request)
-    with contextlib.suppress(ConnectionResetError):
-        while (data := await viewer.queue.get()) is not None and not ws.closed:
-            await ws.send_bytes(data)
-    await ws.close()
+    try:
+        feed = await relay.feed(camera)
+    except FeedError as exc:
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=str(exc)[:120].encode())
+        return ws
+    viewer = feed.subscribe()
+    try:
+        with contextlib.suppress(ConnectionResetError):
+            while (data := await viewer.queue.get()) is not None and not ws.closed:
+                await ws.send_bytes(data)
+        await ws.close()
+    finally:
+        feed.unsubscribe(viewer)
     return ws
 
 

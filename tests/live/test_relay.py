@@ -158,6 +158,23 @@ async def test_a_camera_that_fails_says_why_without_its_password(relay: RelayUnd
         assert resp.status == 200
 
 
+async def test_over_a_websocket_the_handshake_does_not_wait_for_the_picture(
+    relay: RelayUnderTest,
+) -> None:
+    """A browser lets one WebSocket to a host be connecting at a time: the handshake comes
+    at once (a wall's cold cameras start together), and a camera with no picture closes the
+    socket saying why."""
+    ws_url = relay.url("gone").replace("http", "ws", 1)
+    # The handshake succeeds although the camera has no picture (waiting for it first would
+    # answer the handshake with a 502, and ws_connect would raise).
+    async with relay.session.ws_connect(ws_url) as ws:
+        message = await asyncio.wait_for(ws.receive(), 15)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == aiohttp.WSCloseCode.INTERNAL_ERROR
+    assert "camera gone gave no picture" in str(message.extra)
+    assert "hunter2" not in str(message.extra)
+
+
 async def test_a_camera_that_dies_ends_the_stream_and_the_next_view_says_why(
     tmp_path: Path,
 ) -> None:
