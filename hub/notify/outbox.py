@@ -58,6 +58,9 @@ class Note:
     cap: dict[str, Any] | None = field(default=None)  # identifier, sent, kind, xml
     origin: str = "action"  # action (a rule's notify) | event (the hub's own text)
     action_id: str | None = None  # the rule's notify action that asked for it, if one did
+    # The delivery it went out in first (its id): a delivery repeated after a crash or a
+    # failure carries the same notes, so the same id, which receivers deduplicate by.
+    group: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -152,6 +155,20 @@ class Outbox:
         done = dataclasses.replace(note, status=status, done_at=self.clock(), error=error)
         self._commit(Changes().put(NOTES, note.key, done.to_dict()))
         note.status, note.done_at, note.error = done.status, done.done_at, done.error
+
+    def hold(self, batch: list[Note], group: str) -> None:
+        """Note `batch` as the delivery `group`, before it is first sent (committed on return):
+        until they are delivered, these notes go out together, whatever comes meanwhile."""
+        changes = Changes()
+        for note in batch:
+            note.group = group
+            changes.put(NOTES, note.key, note.to_dict())
+        self._commit(changes)
+
+    def held(self, pending: list[Note]) -> list[Note]:
+        """The oldest delivery already begun among `pending` (its notes still waiting), or []."""
+        group = next((n.group for n in pending if n.group is not None), None)
+        return [n for n in pending if n.group == group] if group is not None else []
 
     def archive(self, incident_id: str) -> None:
         """The incident was archived: its alerts leave the CAP feed."""

@@ -38,6 +38,7 @@ from hub.notify.channels import (
     MqttBackend,
     Publisher,
     WebhookBackend,
+    delivery_id,
 )
 from hub.notify.config import (
     SEVERITIES,
@@ -365,8 +366,13 @@ class Notifier:
                 # Not the active hub of a pair (any more): the active one delivers these.
                 await _wait(wake, GATE_RETRY)
                 continue
-            # The oldest note waited its window; whatever came since goes along with it.
-            batch = pending[: self.config.max_group if backend.grouped else 1]
+            # A delivery begun before (a crash or a failure since) goes again as it was, with
+            # the same id; else the oldest note waited its window, and whatever came since
+            # goes along with it.
+            batch = self.outbox.held(pending)
+            if not batch:
+                batch = pending[: self.config.max_group if backend.grouped else 1]
+                self.outbox.hold(batch, delivery_id(batch))
             try:
                 await backend.send(batch)
             except DeliveryError as exc:

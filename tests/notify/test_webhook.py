@@ -7,7 +7,7 @@ import hmac
 import json
 from pathlib import Path
 
-from hub.notify.channels import DELIVERY_HEADER, SIGNATURE_HEADER
+from hub.notify.channels import DELIVERY_HEADER, SIGNATURE_HEADER, delivery_id
 from tests.helpers import eventually
 from tests.notify.support import (
     SECRET,
@@ -69,7 +69,11 @@ async def test_server_down_then_back_nothing_lost_nothing_twice(tmp_path: Path) 
         await server.start()
         try:
             await open_incident(n, "b", ["fire-119"])
-            await eventually(lambda: n.outbox.notes["b/active/fire-119"].error, "a 503 attempt")
+            # The failed delivery goes again as it was (its id unchanged, for the receiver's
+            # deduplication); the later note waits behind it.
+            await eventually(
+                lambda: "503" in (n.outbox.notes["a/active/fire-119"].error or ""), "a 503 attempt"
+            )
             server.status = 200
             await eventually(lambda: len(_messages(server)) == 2, "both pages after recovery")
         finally:
@@ -150,3 +154,26 @@ async def test_a_notify_action_is_done_once_its_messages_are_delivered(tmp_path:
     assert status == "failed"
     assert detail is not None
     assert detail.startswith("nowhere: ")
+
+
+async def test_a_delivery_goes_again_as_it_was_with_its_id(tmp_path: Path) -> None:
+    """A delivery that failed (the server may have taken it: a timeout, a crash) goes again
+    with the same notes, so the same delivery id, which the receiver deduplicates by; a note
+    accepted meanwhile goes in a delivery of its own, not into that one."""
+    server = WebhookServer()
+    server.status = 503
+    await server.start()
+    cfg = config(channels={"fire-119": _hook(server)})
+    try:
+        async with running(notifier(cfg, tmp_path)) as n:
+            await open_incident(n, "a", ["fire-119"])
+            await eventually(lambda: n.outbox.notes["a/active/fire-119"].error, "a failed attempt")
+            first = n.outbox.notes["a/active/fire-119"].group
+            await open_incident(n, "b", ["fire-119"])
+            server.status = 200
+            await eventually(lambda: len(server.received) == 2, "both, once the server is back")
+    finally:
+        await server.stop()
+    ids = [headers[DELIVERY_HEADER] for headers, _ in server.received]
+    assert ids[0] == first == delivery_id([n.outbox.notes["a/active/fire-119"]])
+    assert [m["incident_id"] for m in _messages(server)] == ["a", "b"]
