@@ -94,6 +94,19 @@ def _version_text(value: object) -> object:
 ReadableFile = Annotated[ConfigPath, AfterValidator(_readable)]
 
 
+def _key_pair(section: str, key_file: Path | None, info: ValidationInfo) -> Path | None:
+    """A client certificate and its key: both or neither (`section` names them in messages)."""
+    if "cert_file" not in info.data:
+        return key_file  # cert_file has a problem of its own
+    if key_file is None and info.data["cert_file"] is not None:
+        raise ValueError(
+            f"missing: {section}.cert_file is set, and its key goes in {section}.key_file"
+        )
+    if key_file is not None and info.data["cert_file"] is None:
+        raise ValueError(f"set without {section}.cert_file: give the client certificate too")
+    return key_file
+
+
 class MqttConfig(Section):
     """The broker the hub reads readings from and publishes commands and incidents to."""
 
@@ -151,13 +164,7 @@ class MqttConfig(Section):
     @field_validator("key_file")
     @classmethod
     def _pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if "cert_file" not in info.data:
-            return value  # cert_file has a problem of its own
-        if value is None and info.data["cert_file"] is not None:
-            raise ValueError("missing: mqtt.cert_file is set, and its key goes in mqtt.key_file")
-        if value is not None and info.data["cert_file"] is None:
-            raise ValueError("set without mqtt.cert_file: give the client certificate too")
-        return value
+        return _key_pair("mqtt", value, info)
 
     @field_validator("reconnect_max")
     @classmethod
@@ -355,13 +362,7 @@ class StoreConfig(Section):
     @field_validator("key_file")
     @classmethod
     def _pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if "cert_file" not in info.data:
-            return value  # cert_file has a problem of its own
-        if value is None and info.data["cert_file"] is not None:
-            raise ValueError("missing: store.cert_file is set, and its key goes in store.key_file")
-        if value is not None and info.data["cert_file"] is None:
-            raise ValueError("set without store.cert_file: give the client certificate too")
-        return value
+        return _key_pair("store", value, info)
 
     @field_validator("password")
     @classmethod
