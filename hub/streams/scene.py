@@ -113,8 +113,9 @@ class _TrackState:
     cls: str
     score: float
     zones: dict[str, _Presence] = field(default_factory=dict)
-    # The side of each line it was last seen on (None: on the line itself).
-    sides: dict[str, str | None] = field(default_factory=dict)
+    # Each line's side it was last seen off the line on, and where: a step onto the line and
+    # off again on the other side is one crossing, from that place.
+    sides: dict[str, tuple[str, ImagePoint]] = field(default_factory=dict)
     alerted: set[str] = field(default_factory=set)
 
 
@@ -181,8 +182,6 @@ class Scene:
         state = self.tracks.get(track.id)
         if state is None:
             state = self.tracks[track.id] = _TrackState(foot, ts, track.cls, track.score)
-            state.sides = {line.id: side(line, foot) for line in self.lines}
-        before = state.foot
         state.foot, state.last_seen, state.cls, state.score = foot, ts, track.cls, track.score
         for kind in self.alerts.get(track.cls, ()):
             if kind not in state.alerted:
@@ -192,12 +191,13 @@ class Scene:
             events += self._zone(zone, track.id, state, inside(foot, zone.polygon), ts)
         for line in self.lines:
             now = side(line, foot)
-            was = state.sides.get(line.id)
-            if now is not None:
-                state.sides[line.id] = now
-            if now is None or was is None or now == was:
+            if now is None:
                 continue
-            if _segments_meet(before, foot, line.a, line.b):
+            was = state.sides.get(line.id)
+            state.sides[line.id] = (now, foot)
+            if was is None or now == was[0]:
+                continue
+            if _segments_meet(was[1], foot, line.a, line.b):
                 direction = "in" if now == line.in_side else "out"
                 events.append(
                     self._event("crossed", track.id, state, ts, line=line.id, direction=direction)

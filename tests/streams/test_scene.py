@@ -72,6 +72,17 @@ def test_crossing_a_line_has_a_direction() -> None:
     assert [(e.kind, e.direction) for e in events] == [("crossed", "out")]
 
 
+def test_stepping_onto_a_line_and_off_again_is_one_crossing_from_where_it_stood() -> None:
+    scene = Scene("cam", lines=[KERB])
+    scene.update([person(1, 0.0, 0.375)], 0.0)
+    assert [e.direction for e in scene.update([person(1, 0.0, 1.0)], 0.5)] == ["in"]
+    assert scene.update([person(1, 0.0, 0.5)], 1.0) == []  # on the line: not across yet
+    assert [e.direction for e in scene.update([person(1, 0.0, 0.375)], 1.5)] == ["out"]
+    assert [e.direction for e in scene.update([person(1, 0.0, 1.0)], 2.0)] == ["in"]
+    assert scene.update([person(1, 0.3, 0.5)], 2.5) == []
+    assert scene.update([person(1, 0.3, 0.9)], 3.0) == []  # back where it was: no crossing
+
+
 def test_passing_beside_the_end_of_a_line_is_no_crossing() -> None:
     short = Line("gate", (0.0, 0.5), (0.2, 0.5), "right")
     scene = Scene("cam", lines=[short])
