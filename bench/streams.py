@@ -129,9 +129,9 @@ async def decode_and_motion(
 
     async def one(i: int) -> None:
         stream = Stream(f"c{i}", servers[i].url, fps=fps, width=640, height=360)
-        async for image, _ in stream.frames():
+        async for frame, _ in stream.frames():
             started.set()
-            await loop.run_in_executor(pool, motion[i].changed, image)
+            await loop.run_in_executor(pool, motion[i].changed, frame.grey)
 
     tasks = [asyncio.create_task(one(i)) for i in range(cameras)]
     await started.wait()
@@ -229,6 +229,7 @@ def per_core(decode: float, share: float, fps: float, det_ms: float) -> float:
 async def main() -> None:
     # A stream's first connection may come before its server listens: that retry is no news.
     logging.getLogger("hub.streams.source").setLevel(logging.ERROR)
+    cv2.setNumThreads(1)  # as `hub streams` does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)

@@ -116,6 +116,9 @@ class StreamsConfig(Section):
                 f"reconnect_max ({format_duration(self.reconnect_max)}) is shorter than "
                 f"reconnect_min ({format_duration(self.reconnect_min)})"
             )
+        if self.width % 2 or self.height % 2:
+            # Frames come as I420, whose colour planes are half the size each way.
+            raise ValueError(f"width and height must be even, not {self.width}x{self.height}")
         allowed = {"fall", "fire", "smoke"}
         for kind in self.alerts:
             if kind not in allowed:

@@ -30,17 +30,19 @@ class MotionDetector:
         self.background: npt.NDArray[np.float32] | None = None
         self._kernel = np.ones((3, 3), np.uint8)
 
-    def small(self, image_bgr: Image) -> Image:
-        """The frame as the detector compares it: grey, `height` rows, lightly blurred."""
-        h, w = image_bgr.shape[:2]
+    def small(self, image: Image) -> Image:
+        """The frame (grey, or BGR) as the detector compares it: grey, `height` rows, lightly
+        blurred."""
+        h, w = image.shape[:2]
         width = max(1, round(w * self.height / h))
-        grey = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         small = cv2.resize(grey, (width, self.height), interpolation=cv2.INTER_AREA)
         return np.asarray(cv2.GaussianBlur(small, (3, 3), 0), np.uint8)
 
-    def changed(self, image_bgr: Image) -> float:
-        """The fraction of the frame that moved (0 when below `min_area` or on a first frame)."""
-        small = self.small(image_bgr)
+    def changed(self, image: Image) -> float:
+        """The fraction of the frame (grey, or BGR) that moved (0 when below `min_area` or on
+        a first frame)."""
+        small = self.small(image)
         if self.background is None or self.background.shape != small.shape:
             self.background = small.astype(np.float32)
             return 0.0

@@ -1,5 +1,9 @@
 """A camera's stream as frames: an ffmpeg child decodes it (off the event loop, in a process
-of its own) and writes raw BGR frames of a fixed size, at the analysed rate, to a pipe.
+of its own) and writes raw frames of a fixed size, at the analysed rate, to a pipe.
+
+Frames come as the decoder makes them (I420: a full-size grey plane, then quarter-size colour
+planes), half the bytes of BGR. Motion gating reads the grey plane as it is; the colour
+picture is made only for the frames the detector or a snapshot needs (about one in ten).
 
 A stream that ends, fails to open or stalls (no frame for `stall_after`) is restarted with
 exponential backoff and jitter; the camera's state (up or down, since when, why) is kept for
@@ -17,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -25,6 +30,27 @@ log = logging.getLogger("hub.streams.source")
 Image = npt.NDArray[np.uint8]
 # How much of ffmpeg's complaint is kept as the reason a stream is down.
 _REASON_CHARS = 300
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded frame: `grey` at once, `bgr()` made on first use and kept."""
+
+    planes: Image  # I420, (height * 3 / 2) rows of `width`
+    width: int
+    height: int
+    _bgr: Image | None = None
+
+    @property
+    def grey(self) -> Image:
+        """The luma plane: the frame in grey, no copy."""
+        return self.planes[: self.height]
+
+    def bgr(self) -> Image:
+        """The frame in colour (BGR, height x width x 3)."""
+        if self._bgr is None:
+            self._bgr = np.asarray(cv2.cvtColor(self.planes, cv2.COLOR_YUV2BGR_I420), np.uint8)
+        return self._bgr
 
 
 @dataclass(slots=True)
@@ -40,7 +66,8 @@ class StreamState:
 
 
 def ffmpeg_command(url: str, fps: float, width: int, height: int, timeout: float) -> list[str]:
-    """The ffmpeg command line that decodes `url` to raw BGR frames on stdout."""
+    """The ffmpeg command line that decodes `url` to raw I420 frames on stdout (`width` and
+    `height` even)."""
     scheme = urlsplit(url).scheme.lower()
     source: list[str] = []
     if scheme in ("rtsp", "rtsps"):
@@ -56,7 +83,7 @@ def ffmpeg_command(url: str, fps: float, width: int, height: int, timeout: float
         # A second of probing: a camera's stream is one known video track.
         "-analyzeduration", "1000000", *source, "-i", url, "-an", "-sn", "-dn",
         "-vf", f"fps={fps:g},scale={width}:{height}",
-        "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1",
+        "-pix_fmt", "yuv420p", "-f", "rawvideo", "pipe:1",
     ]  # fmt: skip
 
 
@@ -83,7 +110,9 @@ class Stream:
         self.stall_after = stall_after
         self.backoff = (backoff_min, backoff_max)
         self.state = StreamState(since=time.time())
-        self._frame_bytes = width * height * 3
+        if width % 2 or height % 2:
+            raise ValueError(f"frame size {width}x{height}: width and height must be even")
+        self._frame_bytes = width * height * 3 // 2
 
     def _down(self, reason: str) -> None:
         if self.state.up or self.state.reason != reason:
@@ -93,7 +122,7 @@ class Stream:
         self.state.up = False
         self.state.reason = reason
 
-    async def frames(self) -> AsyncIterator[tuple[Image, float]]:
+    async def frames(self) -> AsyncIterator[tuple[Frame, float]]:
         """Frames and the time each was read (epoch seconds), reconnecting for ever."""
         attempt = 0
         while True:
@@ -108,7 +137,7 @@ class Stream:
             attempt += 1
             await asyncio.sleep(delay)
 
-    async def _session(self) -> AsyncIterator[tuple[Image, float]]:
+    async def _session(self) -> AsyncIterator[tuple[Frame, float]]:
         command = ffmpeg_command(self.url, self.fps, self.width, self.height, self.stall_after)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -140,8 +169,8 @@ class Stream:
                     self.state.up, self.state.since, self.state.reason = True, now, ""
                     self.state.ups += 1
                 self.state.frames += 1
-                image = np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
-                yield image, now
+                planes = np.frombuffer(data, np.uint8).reshape(self.height * 3 // 2, self.width)
+                yield Frame(planes, self.width, self.height), now
             # ffmpeg ended the stream: what it said last is the reason.
             code = await proc.wait()
             try:

@@ -23,7 +23,7 @@ from hub.inventory.model import Camera
 from hub.streams.config import StreamsConfig
 from hub.streams.motion import Image, MotionDetector
 from hub.streams.scene import CameraEvent, Scene, Track
-from hub.streams.source import Stream
+from hub.streams.source import Frame, Stream
 from hub.streams.tracking import Tracker
 
 log = logging.getLogger("hub.streams.watch")
@@ -103,6 +103,10 @@ class Analyser:
             and (not keep or self.scene.name(d.cls) in keep or d.cls in keep)
         ]
 
+    def detect_frame(self, frame: Frame) -> list[Detection]:
+        """`detect` on a stream's frame, in colour."""
+        return self.detect(frame.bgr())
+
     def track(self, detections: list[Detection], image: Image, ts: float) -> None:
         """Update the tracks from this frame's detections."""
         h, w = image.shape[:2]
@@ -147,7 +151,7 @@ class Watch:
             backoff_max=settings.reconnect_max,
         )
         self.stats = WatchStats()
-        self._latest: tuple[Image, float] | None = None
+        self._latest: tuple[Frame, float] | None = None
         self._fresh = asyncio.Event()
         self._down_reported = False
 
@@ -173,25 +177,26 @@ class Watch:
             self._fresh.clear()
             if self._latest is None:
                 continue
-            image, ts = self._latest
+            frame, ts = self._latest
             self._latest = None
             self.stats.analysed += 1
-            moved = await loop.run_in_executor(self.pools.light, a.motion.changed, image)
+            moved = await loop.run_in_executor(self.pools.light, a.motion.changed, frame.grey)
             self.stats.motion += moved > 0
             if a.wants_detection(moved, ts):
-                found = await loop.run_in_executor(self.pools.detect, a.detect, image)
+                # The colour picture is made here, in the model's pool, and only here.
+                found = await loop.run_in_executor(self.pools.detect, a.detect_frame, frame)
                 self.stats.detected += 1
-                await loop.run_in_executor(self.pools.light, a.track, found, image, ts)
+                await loop.run_in_executor(self.pools.light, a.track, found, frame.bgr(), ts)
             events = a.events(ts)
             if events:
-                await self._report(events, image, ts)
+                await self._report(events, frame, ts)
 
-    async def _report(self, events: list[CameraEvent], image: Image, ts: float) -> None:
+    async def _report(self, events: list[CameraEvent], frame: Frame, ts: float) -> None:
         loop = asyncio.get_running_loop()
         snapshot: str | None = None
         try:
             snapshot = await loop.run_in_executor(
-                self.pools.evidence, self._snapshot, events, image, ts
+                self.pools.evidence, self._snapshot, events, frame, ts
             )
         except Exception:  # an event without its picture is still worth sending
             log.exception("camera %s: cannot write the events' snapshot", self.camera.id)
@@ -201,7 +206,8 @@ class Watch:
             self.stats.latencies.append(now - ts)
             self.emit(replace(event, snapshot=snapshot))
 
-    def _snapshot(self, events: list[CameraEvent], image: Image, ts: float) -> str:
+    def _snapshot(self, events: list[CameraEvent], frame: Frame, ts: float) -> str:
+        image = frame.bgr()
         h, w = image.shape[:2]
         about = {e.track_id for e in events}
         boxes = [

@@ -265,6 +265,8 @@ def _watch_factory(
 
 def main(args: argparse.Namespace) -> int:
     """`hub streams`: load the models, join the fleet and watch cameras until SIGTERM."""
+    import cv2  # noqa: PLC0415
+
     from hub.detection.backends.base import DetectorError  # noqa: PLC0415
     from hub.detection.backends.registry import load_detector  # noqa: PLC0415
     from hub.detection.privacy import FaceBlurrer  # noqa: PLC0415
@@ -302,6 +304,9 @@ def main(args: argparse.Namespace) -> int:
     except DetectorError as exc:
         print(f"hub streams: not starting: {exc}", file=sys.stderr)
         return 1
+    # OpenCV's own threads halve nothing here (a small picture each time) and cost their
+    # hand-overs: measured, motion took 0.27 ms of CPU a frame with them and 0.13 ms without.
+    cv2.setNumThreads(1)
     light = ThreadPoolExecutor(1, thread_name_prefix="motion")
     # One model thread: a worker is one core's worth of detection (start more to scale out).
     detect = ThreadPoolExecutor(1, thread_name_prefix="detect")

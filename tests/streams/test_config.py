@@ -53,6 +53,7 @@ def test_defaults_and_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         ("streams: {motion: {min_area: 2}}", "streams.motion.min_area"),
         ("streams: {reconnect_min: 2m, reconnect_max: 1m}", "shorter than reconnect_min"),
         ("streams: {presence: {heartbeat: 5s, timeout: 5s}}", "must be longer than"),
+        ("streams: {width: 639}", "width and height must be even, not 639x360"),
         ("streams: {alerts: {flood: [water]}}", "unknown event kind 'flood'"),
         ("streams: {detector: {type: onnxx, model: m}}", "streams.detector"),
     ],

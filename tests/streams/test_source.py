@@ -31,8 +31,9 @@ async def test_frames_at_the_set_size_and_rate(tmp_path: Path) -> None:
     times = []
     # Closed on leaving, as a cancelled watch closes it: its ffmpeg is killed and reaped.
     async with contextlib.aclosing(stream.frames()) as frames:
-        async for image, ts in frames:
-            assert image.shape == (180, 320, 3)
+        async for frame, ts in frames:
+            assert frame.grey.shape == (180, 320)
+            assert frame.bgr().shape == (180, 320, 3)
             times.append(ts)
             if len(times) == 11:
                 break
