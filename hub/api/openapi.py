@@ -544,7 +544,8 @@ def document() -> dict[str, Any]:
         },
         "/api/stream": {
             "get": _op(
-                "Server-Sent Events: hello, incident, sensors, heartbeat, resync (then reconnect)",
+                "Server-Sent Events: hello, incident, sensors, camera_event, heartbeat, "
+                "resync (then reconnect)",
                 "viewer",
                 {"description": "event stream", "content": {"text/event-stream": {"schema": text}}},
             )
