@@ -252,8 +252,11 @@ class Hub:
             max_future_s=config.ingest.max_future,
             max_age_s=config.ingest.max_age,
             tokens=config.api.tokens,
+            evidence_dir=self.detection.evidence_dir,
         )
         self.camera_events.listeners.append(self.room.on_camera_event)
+        # Region tokens see the snapshots of their regions' camera events.
+        self.detection.snapshot_holders.append(self.camera_events.snapshot_regions)
         self.components.append(self.camera_events)
         self.live = LiveService(
             config.live,

@@ -488,7 +488,8 @@ def document() -> dict[str, Any]:
         "/api/camera-events": {
             "get": _op(
                 "The latest camera events from the stream workers, newest first "
-                "(docs/streams.md), of the token's regions",
+                "(docs/streams.md), of the token's regions; an event whose snapshot lies under "
+                "the evidence folder has snapshot_url, where GET /api/evidence/{path} serves it",
                 "viewer",
                 _json(
                     {
@@ -543,15 +544,16 @@ def document() -> dict[str, Any]:
         },
         "/api/stream": {
             "get": _op(
-                "Server-Sent Events: hello, incident, sensors, heartbeat, resync (then reconnect)",
+                "Server-Sent Events: hello, incident, sensors, camera_event, heartbeat, "
+                "resync (then reconnect)",
                 "viewer",
                 {"description": "event stream", "content": {"text/event-stream": {"schema": text}}},
             )
         },
         "/api/evidence/{path}": {
             "get": _op(
-                "An evidence snapshot (faces blurred); the snapshot_url of incidents' evidence "
-                "and of cameras",
+                "An evidence snapshot (faces blurred); the snapshot_url of incidents' evidence, "
+                "of cameras and of camera events",
                 "viewer",
                 {
                     "description": "the image; Cache-Control: private",

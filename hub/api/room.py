@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hub.api.stream import Broadcaster
 from hub.detection.camera_events import CameraEvent
-from hub.detection.service import evidence_url
+from hub.detection.service import snapshot_url_of
 from hub.ingest.validate import Reading
 from hub.inventory import Camera, Inventory, Sensor
 from hub.rules.service import incident_payload, rfc3339
@@ -64,7 +64,8 @@ class Room:
 
     def on_camera_event(self, event: CameraEvent) -> None:
         """Tell the clients that see its region of a camera event (`camera_event`)."""
-        self.broadcaster.publish("camera_event", {"event": event.to_dict()}, region=event.region)
+        shown = event.to_dict(self.evidence_dir)
+        self.broadcaster.publish("camera_event", {"event": shown}, region=event.region)
 
     def on_incident(self, event: dict[str, Any]) -> None:
         """The rules' listener: pass the event on, and the state of the sensors it touches."""
@@ -165,7 +166,8 @@ class Room:
                     continue
                 ts = int(item.get("ts") or 0)
                 if camera not in found or ts >= found[camera]["ts_ns"]:
-                    found[camera] = {"snapshot": snap, "ts_ns": ts, "incident": incident.id}
+                    found[camera] = {"snapshot": snap, "ts_ns": ts, "incident": incident.id,
+                                     "kind": item.get("kind")}  # fmt: skip
         return found
 
     def cameras(self) -> list[dict[str, Any]]:
@@ -194,7 +196,7 @@ def camera_view(
         "privacy": camera.privacy,
         "url": without_credentials(camera.url),
         "snapshot": snap["snapshot"] if snap else None,
-        "snapshot_url": _snapshot_url(snap["snapshot"] if snap else None, evidence_dir),
+        "snapshot_url": _snapshot_url(snap, evidence_dir),
         "snapshot_ts": rfc3339(snap["ts_ns"]) if snap else None,
         "snapshot_incident": snap["incident"] if snap else None,
     }
@@ -218,13 +220,16 @@ def public(incident: dict[str, Any], evidence_dir: Path | None = None) -> dict[s
 
 def _evidence_item(item: dict[str, Any], evidence_dir: Path | None) -> dict[str, Any]:
     shown = {**item, "ts": rfc3339(item["ts"])} if isinstance(item.get("ts"), int) else item
-    url = _snapshot_url(item.get("snapshot"), evidence_dir)
+    url = _snapshot_url(item, evidence_dir)
     return {**shown, "snapshot_url": url} if url is not None else shown
 
 
-def _snapshot_url(snapshot: object, evidence_dir: Path | None) -> str | None:
-    """Where the API serves a snapshot: only those under the evidence folder have a URL."""
-    return evidence_url(snapshot, evidence_dir) if evidence_dir is not None else None
+def _snapshot_url(item: dict[str, Any] | None, evidence_dir: Path | None) -> str | None:
+    """Where the API serves an evidence item's snapshot: only those under the evidence folder
+    have a URL."""
+    if item is None or evidence_dir is None:
+        return None
+    return snapshot_url_of(item, evidence_dir)
 
 
 def matching(

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from hub import metrics
 from hub.api.auth import Actor, Token, authorized, error, install
+from hub.detection.service import event_snapshot_url
 from hub.inventory import Inventory
 from hub.mqtt import Message
 from hub.rules.conditions.detection import EVENT_KINDS
@@ -61,10 +63,16 @@ class CameraEvent:
     ts_ns: int
     fields: dict[str, Any]  # the payload's other fields, as sent (None left out)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The API's form: the contract's fields, time in RFC 3339."""
-        return {"camera": self.camera, "region": self.region, "kind": self.kind,
-                **self.fields, "ts": rfc3339(self.ts_ns)}  # fmt: skip
+    def to_dict(self, evidence_dir: Path | None = None) -> dict[str, Any]:
+        """The API's form: the contract's fields, time in RFC 3339, and `snapshot_url` where
+        GET /api/evidence serves the snapshot (under `evidence_dir`)."""
+        out = {"camera": self.camera, "region": self.region, "kind": self.kind,
+               **self.fields, "ts": rfc3339(self.ts_ns)}  # fmt: skip
+        if evidence_dir is not None:
+            url = event_snapshot_url(self.fields.get("snapshot"), evidence_dir)
+            if url is not None:
+                out["snapshot_url"] = url
+        return out
 
 
 def parse(topic: str, payload: bytes, inventory: Inventory, prefix: str) -> CameraEvent:
@@ -133,9 +141,11 @@ class CameraEvents:
         max_future_s: float,
         max_age_s: float,
         tokens: Sequence[Token] = (),
+        evidence_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.inventory = inventory
+        self.evidence_dir = evidence_dir  # where snapshots lie, for their URLs
         self.rules = rules
         self.ack = ack
         self.sink = sink
@@ -202,6 +212,17 @@ class CameraEvents:
                    if f.get(k) is not None}  # fmt: skip
         return point_line("camera_event", tags, values, event.ts_ns)
 
+    def snapshot_regions(self, url: str) -> set[str]:
+        """The regions of the latest events whose snapshot GET /api/evidence serves at `url`:
+        a token of those regions may see it."""
+        if self.evidence_dir is None:
+            return set()
+        return {
+            e.region
+            for e in self.latest
+            if event_snapshot_url(e.fields.get("snapshot"), self.evidence_dir) == url
+        }
+
     def add_routes(self, app: web.Application) -> None:
         """`GET /api/camera-events?camera=&kind=&limit=` (viewer)."""
         app[EVENTS] = self
@@ -231,9 +252,10 @@ async def _list(request: web.Request, actor: Actor) -> web.StreamResponse:
         return error(400, "'limit' must be a whole number")
     if not 1 <= limit <= KEPT:
         return error(400, f"'limit' must be between 1 and {KEPT}")
+    events = request.app[EVENTS]
     found = [
-        e.to_dict()
-        for e in reversed(request.app[EVENTS].latest)
+        e.to_dict(events.evidence_dir)
+        for e in reversed(events.latest)
         if actor.sees(e.region)
         and (camera is None or e.camera == camera)
         and (kind is None or e.kind == kind)

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -96,6 +96,9 @@ class DetectionService:
         self.topic_prefix: str | None = f"{prefix}/detect/results/"
         self.subscriptions: Sequence[tuple[str, int]] = [(f"{prefix}/detect/results/+", 1)]
         self.results: deque[Result] = deque(maxlen=1000)  # the latest, for the API and tests
+        # Others whose snapshots GET /api/evidence serves (camera events): the regions of the
+        # snapshot at a URL, as far as each knows.
+        self.snapshot_holders: list[Callable[[str], set[str]]] = []
         self.resent = 0
         self._pending: dict[str, _Pending] = {}
         self._actions: dict[str, _Action] = {}
@@ -334,7 +337,8 @@ class DetectionService:
 
     def evidence_regions(self, relative: str) -> set[str]:
         """The regions of the snapshot at `relative` under the evidence folder: those of the
-        incidents whose evidence holds it and of the cameras that took it."""
+        incidents whose evidence holds it and of the cameras that took it (for a detection
+        result or, as the holders know, a camera event)."""
         want = evidence_url(os.path.join(self.evidence_dir, relative), self.evidence_dir)
         found: set[str] = set()
         if want is None:
@@ -347,13 +351,31 @@ class DetectionService:
 
         for incident in self.rules.engine.incidents():
             for item in incident.evidence:
-                if evidence_url(item.get("snapshot"), self.evidence_dir) == want:
+                if snapshot_url_of(item, self.evidence_dir) == want:
                     found.add(incident.region)
                     camera(item.get("camera"))
         for result in self.results:
             if evidence_url(result.snapshot, self.evidence_dir) == want:
                 camera(result.camera_id)
+        for holder in self.snapshot_holders:
+            found |= holder(want)
         return found
+
+
+def event_snapshot_url(snapshot: object, folder: Path) -> str | None:
+    """The API's URL of a camera event's snapshot: a path relative to `folder` (the contract of
+    docs/streams.md) or an absolute one under it; None for a URL or a path elsewhere."""
+    if not isinstance(snapshot, str) or not snapshot or "://" in snapshot:
+        return None
+    return evidence_url(os.path.join(folder, snapshot), folder)
+
+
+def snapshot_url_of(item: Mapping[str, Any], folder: Path) -> str | None:
+    """The API's URL of an evidence item's snapshot: a camera event's is relative to `folder`,
+    a detection result's absolute."""
+    if item.get("kind") == "camera_event":
+        return event_snapshot_url(item.get("snapshot"), folder)
+    return evidence_url(item.get("snapshot"), folder)
 
 
 def evidence_url(snapshot: object, folder: Path) -> str | None:
@@ -394,7 +416,8 @@ def evidence_file(folder: Path, relative: str) -> Path | str:
 async def _evidence(request: web.Request, actor: Actor) -> web.StreamResponse:
     relative = request.match_info["path"]
     if actor.regions is not None and not actor.sees_any(request.app[EVIDENCE_REGIONS](relative)):
-        # Another city's snapshot, or one no incident or result holds: as if it were not there.
+        # Another city's snapshot, or one no incident, result or recent camera event holds:
+        # as if it were not there.
         return error(404, f"{relative}: no such snapshot in this token's regions")
     # resolve() and stat() touch the disk: off the event loop, as FileResponse reads it.
     found = await asyncio.to_thread(evidence_file, request.app[EVIDENCE_DIR], relative)

@@ -73,6 +73,21 @@ const LABELS = {
       ok: "정상", alarm: "경보", silent: "무응답", unknown: "알 수 없음",
     },
     severities: { minor: "관심", moderate: "주의", severe: "경계", extreme: "심각" },
+    cameraEvents: "카메라 이벤트",
+    noCameraEvents: "최근 카메라 이벤트가 없습니다",
+    cameraEvent: "최근 이벤트가 있는 CCTV",
+    cameraDown: "영상이 끊긴 CCTV",
+    zone: "구역",
+    line: "선",
+    cameraKinds: {
+      entered: "진입", left: "이탈", loitering: "배회", crossed: "선 통과", crowd: "밀집",
+      fall: "쓰러짐", fire: "화재", smoke: "연기", stream_down: "영상 끊김", stream_up: "영상 복구",
+    },
+    directions: { in: "안쪽으로", out: "바깥쪽으로" },
+    objectClasses: {
+      person: "사람", car: "차량", truck: "트럭", bus: "버스", motorcycle: "오토바이",
+      bicycle: "자전거", fire: "불꽃", flame: "불꽃", smoke: "연기",
+    },
   },
   en: {
     title: "Disaster-safety situation room",
@@ -145,6 +160,21 @@ const LABELS = {
       ok: "ok", alarm: "alarm", silent: "silent", unknown: "unknown",
     },
     severities: { minor: "minor", moderate: "moderate", severe: "severe", extreme: "extreme" },
+    cameraEvents: "Camera events",
+    noCameraEvents: "No recent camera events",
+    cameraEvent: "camera with a recent event",
+    cameraDown: "camera whose stream is down",
+    zone: "zone",
+    line: "line",
+    cameraKinds: {
+      entered: "entered", left: "left", loitering: "loitering", crossed: "crossed", crowd: "crowd",
+      fall: "fall", fire: "fire", smoke: "smoke", stream_down: "stream down", stream_up: "stream up",
+    },
+    directions: { in: "inwards", out: "outwards" },
+    objectClasses: {
+      person: "person", car: "car", truck: "truck", bus: "bus", motorcycle: "motorcycle",
+      bicycle: "bicycle", fire: "fire", flame: "flame", smoke: "smoke",
+    },
   },
 };
 
@@ -163,6 +193,32 @@ function t(key, vars) {
 function commandLabel(command) {
   const known = LABELS[lang].commands[command];
   return known === undefined ? command : known;
+}
+
+// A label from one of the maps above, or the value itself (a kind or class beyond them).
+function labelOf(map, value) {
+  const known = LABELS[lang][map][value];
+  return known === undefined ? String(value) : known;
+}
+
+// A camera event (docs/streams.md) in words: what happened, to what, where. `short` leaves
+// out the zone, line and track (the map's label).
+function describeCameraEvent(e, short) {
+  const parts = [labelOf("cameraKinds", e.kind)];
+  if (e.class) parts.push(labelOf("objectClasses", e.class));
+  if (e.kind === "crowd" && e.count > 1) parts.push(`×${e.count}`);
+  if (short) return parts.join(" · ");
+  if (e.zone) parts.push(`${t("zone")} ${e.zone}`);
+  if (e.line) parts.push(`${t("line")} ${e.line}${e.direction ? ` ${labelOf("directions", e.direction)}` : ""}`);
+  if (e.track_id !== undefined && e.track_id !== null) parts.push(`#${e.track_id}`);
+  if (e.detail) parts.push(e.detail);
+  return parts.join(" · ");
+}
+
+// The time of day of an ISO time, on the 24-hour clock (short enough for a tile's lines).
+function timeOfDay(iso) {
+  const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+  return iso ? new Date(iso).toLocaleTimeString(lang === "ko" ? "ko-KR" : "en-GB", options) : "";
 }
 
 function applyLabels() {

@@ -10,6 +10,7 @@ const room = {
   sites: new Map(), positions: new Map(), map: null, detail: null, layers: {}, stream: null, selected: null,
   alerted: new Set(),
   objectUrls: { detail: [], cameras: [] }, me: null, timelineAsked: 0,
+  cameraEvents: [], cameraMarkers: new Map(), cameraState: new Map(),
 };
 
 // What the token may do: a viewer is shown no control that would only answer 403.
@@ -153,6 +154,8 @@ function renderLegend() {
   const rows = Object.entries(COLORS).map(([state, color]) =>
     el("div", {}, el("i", { class: "dot", style: `background:${color}` }), t(`states.${state}`)));
   rows.push(el("div", {}, el("i", { class: "camera-icon" }), t("camera")),
+    el("div", {}, el("i", { class: "camera-icon cam-event" }), t("cameraEvent")),
+    el("div", {}, el("i", { class: "camera-icon cam-down" }), t("cameraDown")),
     el("div", {}, el("i", { class: "actuator-icon" }), t("barrier")));
   box.replaceChildren(...rows);
 }
@@ -232,6 +235,7 @@ function spreadSensors() {
 async function loadCameras() {
   const data = await api("/api/cameras");
   room.layers.cameras.clearLayers();
+  room.cameraMarkers.clear();
   releaseSnapshots("cameras");
   for (const c of data.cameras) {
     const icon = L.divIcon({ className: "camera-icon", iconSize: [12, 12] });
@@ -240,7 +244,123 @@ async function loadCameras() {
     if (img) body.append(el("br"), img);
     const marker = L.marker([c.lat, c.lon], { icon, title: c.id }).bindPopup(body).addTo(room.layers.cameras);
     marker.on("click", () => { if (window.hubWall) hubWall.open(c.id); }); // live view (wall.js)
+    room.cameraMarkers.set(c.id, marker);
+    markCamera(c.id);
   }
+}
+
+// -- camera events --------------------------------------------------------------------------------
+
+// The stream workers' events (docs/streams.md): the latest SHOWN in the list, newest first;
+// on the map a camera shows its last event for FADE_MS, and stays marked down from
+// stream_down to stream_up. Each also goes to the camera's tile on the wall (wall.js).
+const CAMERA_EVENTS_SHOWN = 30, FADE_MS = 60_000;
+const ALERT_KINDS = new Set(["fall", "fire", "smoke", "crowd"]);
+
+function cameraState(id) {
+  let state = room.cameraState.get(id);
+  if (!state) {
+    state = { last: null, until: 0, down: false, timer: null };
+    room.cameraState.set(id, state);
+  }
+  return state;
+}
+
+// The camera's marker as its state says: pulsing with a label while its last event is
+// recent, greyed out while its stream is down.
+function markCamera(id) {
+  const marker = room.cameraMarkers.get(id), state = room.cameraState.get(id);
+  if (!marker || !state) return;
+  const recent = state.last !== null && Date.now() < state.until;
+  const icon = marker.getElement();
+  if (icon) {
+    icon.classList.toggle("cam-event", recent);
+    icon.classList.toggle("cam-alert", recent && ALERT_KINDS.has(state.last.kind));
+    icon.classList.toggle("cam-down", state.down);
+  }
+  if (!recent && !state.down) { marker.unbindTooltip(); return; }
+  const shown = state.down && !recent ? { kind: "stream_down" } : state.last;
+  const label = el("span", { dataset: { camera: id, kind: shown.kind } }, describeCameraEvent(shown, true));
+  // The label is kept and its text changed: a tooltip taken away fades out for a moment.
+  if (marker.getTooltip()) marker.setTooltipContent(label);
+  else {
+    marker.bindTooltip(label, { permanent: true, direction: "top", offset: [0, -8],
+      className: "camera-event-label" }).openTooltip();
+  }
+  const box = marker.getTooltip().getElement();
+  if (box) box.classList.toggle("down", state.down);
+}
+
+// One event into the camera's state; `fresh` when it came just now (it is shown for FADE_MS
+// from now, whatever the clocks say), else for what is left of FADE_MS after its time.
+function noteCameraEvent(e, fresh) {
+  const state = cameraState(e.camera);
+  const at = fresh ? Date.now() : new Date(e.ts).getTime();
+  if (state.last && !fresh && new Date(state.last.ts) >= new Date(e.ts)) return;
+  state.last = e;
+  state.until = at + FADE_MS;
+  if (e.kind === "stream_down") state.down = true;
+  else if (e.kind === "stream_up") state.down = false;
+  clearTimeout(state.timer);
+  const left = state.until - Date.now();
+  if (left > 0) state.timer = setTimeout(() => markCamera(e.camera), left + 50);
+  markCamera(e.camera);
+}
+
+async function loadCameraEvents() {
+  // The latest for the list, and the latest stream events: a camera down for longer than
+  // the list reaches back is still shown down.
+  const [data, downs, ups] = await Promise.all([
+    api(`/api/camera-events?limit=${CAMERA_EVENTS_SHOWN}`),
+    api("/api/camera-events?kind=stream_down&limit=1000"),
+    api("/api/camera-events?kind=stream_up&limit=1000"),
+  ]);
+  const stream = new Map(); // camera -> its newest stream event
+  for (const e of [...downs.events, ...ups.events]) {
+    const seen = stream.get(e.camera);
+    if (!seen || new Date(e.ts) > new Date(seen.ts)) stream.set(e.camera, e);
+  }
+  for (const [id, e] of stream) {
+    cameraState(id).down = e.kind === "stream_down";
+    markCamera(id);
+  }
+  room.cameraEvents = data.events;
+  // Oldest first, so that each camera ends in its newest state.
+  for (const e of [...data.events].reverse()) noteCameraEvent(e, false);
+  if (window.hubWall) hubWall.setCameraEvents(data.events); // the tiles' overlays (wall.js)
+  renderCameraEvents();
+}
+
+function onCameraEvent(e) {
+  if (e.event_id && room.cameraEvents.some((x) => x.event_id === e.event_id)) return;
+  room.cameraEvents.unshift(e);
+  room.cameraEvents.length = Math.min(room.cameraEvents.length, CAMERA_EVENTS_SHOWN);
+  noteCameraEvent(e, true);
+  if (window.hubWall) hubWall.onCameraEvent(e);
+  renderCameraEvents();
+}
+
+function cameraEventItem(e) {
+  const marker = room.cameraMarkers.get(e.camera);
+  const alert = ALERT_KINDS.has(e.kind) ? " alert" : "";
+  return el("li", {
+    class: `camera-event kind-${e.kind}${alert}`,
+    dataset: { camera: e.camera, kind: e.kind, eventId: e.event_id || "" },
+    title: when(e.ts),
+    onclick: () => {
+      if (marker && room.map) room.map.panTo(marker.getLatLng());
+      if (window.hubWall) hubWall.open(e.camera); // live view (wall.js)
+    },
+  },
+  el("span", { class: "ts" }, timeOfDay(e.ts)),
+  el("span", { class: "cam" }, e.camera),
+  el("span", { class: "what" }, describeCameraEvent(e)));
+}
+
+function renderCameraEvents() {
+  $("camera-events").replaceChildren(...room.cameraEvents.map(cameraEventItem));
+  $("camera-event-count").textContent = String(room.cameraEvents.length);
+  $("no-camera-events").hidden = room.cameraEvents.length > 0;
 }
 
 // -- actuators ----------------------------------------------------------------------------------
@@ -630,6 +750,8 @@ function onEvent(name, data) {
     alarm(data.incident);
     if (window.hubWall) hubWall.onIncident(data.incident); // its cameras onto the wall (wall.js)
     if (data.incident.actions.some((a) => a.kind === "actuate")) loadActuators().catch(fail);
+  } else if (name === "camera_event") {
+    onCameraEvent(data.event);
   } else if (name === "sensors") {
     const known = room.markers.size;
     for (const s of data.sensors) updateSensor(s);
@@ -675,7 +797,8 @@ async function follow() {
 // -- start --------------------------------------------------------------------------------------
 
 async function refresh() {
-  await Promise.all([loadSensors(), loadIncidents(), loadCameras(), loadActuators(), loadRules()]);
+  await Promise.all([loadSensors(), loadIncidents(), loadCameras(), loadActuators(), loadRules(),
+    loadCameraEvents()]);
 }
 
 async function loadRules() {
@@ -692,6 +815,9 @@ function renderAll() {
   for (const s of room.sensors.values()) updateSensor(s);
   renderIncidents();
   renderActuators();
+  renderCameraEvents();
+  for (const id of room.cameraState.keys()) markCamera(id);
+  if (window.hubWall) hubWall.relabel();
 }
 
 function renderWho() {

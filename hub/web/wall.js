@@ -1,6 +1,8 @@
 // The video wall: live camera tiles, played from the relay with mpegts.js (Media Source).
-// room.js calls hubWall.open (a camera clicked), hubWall.onIncident (each incident event)
-// and hubWall.showIncident (an incident's detail); the rest of the page does not know it.
+// room.js calls hubWall.open (a camera clicked), hubWall.onIncident (each incident event),
+// hubWall.showIncident (an incident's detail), hubWall.setCameraEvents and
+// hubWall.onCameraEvent (camera events, shown over their camera's tile) and hubWall.relabel
+// (the language changed); the rest of the page does not know it.
 "use strict";
 
 const hubWall = (() => {
@@ -13,6 +15,9 @@ const hubWall = (() => {
       unsupported: "this browser cannot play live video (no Media Source Extensions)", noCameras: "no camera sees this place" },
   };
   const MAX_TILES = 9;
+  const EVENT_LINES = 3; // camera events over a tile
+  const ALERTS = new Set(["fall", "fire", "smoke", "crowd"]);
+  const events = new Map(); // camera id -> its latest events, newest first
   const RETRY_MS = 5000;
   const tiles = new Map(); // camera id -> tile (on the wall)
   const details = []; // players in the incident's detail
@@ -143,12 +148,15 @@ const hubWall = (() => {
       const pin = node("button", { type: "button", class: "pin" }, word("pin"));
       const shut = node("button", { type: "button", class: "close", title: word("close") }, "×");
       box.append(node("figcaption", {}, node("span", {}, cameraId), pin, shut));
-      tile = { camera: cameraId, box, pinned: false, incident: null };
+      const overlay = node("div", { class: "wall-events", "data-camera": cameraId });
+      tile = { camera: cameraId, box, pinned: false, incident: null, overlay, thumb: null };
       pin.addEventListener("click", () => setPinned(cameraId, !tiles.get(cameraId).pinned));
       shut.addEventListener("click", () => close(cameraId));
       wall.append(box);
       tile.player = player(cameraId, box);
+      box.append(overlay);
       tiles.set(cameraId, tile);
+      renderEvents(tile);
     }
     if (opts.pin) setPinned(cameraId, true);
     if (opts.incident) tile.incident = opts.incident;
@@ -168,6 +176,7 @@ const hubWall = (() => {
     const tile = tiles.get(cameraId);
     if (!tile) return;
     tile.player.stop();
+    if (tile.thumb && tile.thumb.src) URL.revokeObjectURL(tile.thumb.src);
     tile.box.remove();
     tiles.delete(cameraId);
     render();
@@ -213,6 +222,65 @@ const hubWall = (() => {
     }
   }
 
-  return { open, close, onIncident, showIncident, setEnabled, tiles };
+  // -- camera events over the tiles ------------------------------------------------------------
+
+  function remember(e) {
+    const list = events.get(e.camera) || [];
+    if (e.event_id && list.some((x) => x.event_id === e.event_id)) return false;
+    list.unshift(e);
+    list.sort((a, b) => (b.ts || "").localeCompare(a.ts || ""));
+    list.length = Math.min(list.length, EVENT_LINES);
+    events.set(e.camera, list);
+    return true;
+  }
+
+  // The tile's latest events, newest first, and the snapshot of the newest that has one
+  // (fetched with the token, as the hub serves snapshots only with it).
+  function renderEvents(tile) {
+    const list = events.get(tile.camera) || [];
+    if (!list.length) { tile.overlay.replaceChildren(); return; }
+    const lines = list.map((e) => node("li", { class: `kind-${e.kind}${ALERTS.has(e.kind) ? " alert" : ""}`,
+      "data-kind": e.kind }, node("span", { class: "ts" }, timeOfDay(e.ts)), describeCameraEvent(e)));
+    const img = node("img", { class: "wall-event-snapshot", alt: "" });
+    tile.overlay.replaceChildren(node("ol", {}, ...lines), img);
+    const withSnapshot = list.find((e) => e.snapshot_url);
+    if (!withSnapshot) return;
+    if (tile.thumb && tile.thumb.url === withSnapshot.snapshot_url) {
+      if (tile.thumb.src) img.src = tile.thumb.src;
+      img.dataset.snapshot = withSnapshot.snapshot_url;
+      return;
+    }
+    if (tile.thumb && tile.thumb.src) URL.revokeObjectURL(tile.thumb.src);
+    const thumb = { url: withSnapshot.snapshot_url, src: null };
+    tile.thumb = thumb;
+    fetch(thumb.url, { headers: { Authorization: `Bearer ${token()}` } })
+      .then((resp) => (resp.ok ? resp.blob() : null))
+      .then((blob) => {
+        if (!blob) return;
+        thumb.src = URL.createObjectURL(blob);
+        if (tile.thumb !== thumb || !tiles.has(tile.camera)) { URL.revokeObjectURL(thumb.src); return; }
+        const shown = tile.overlay.querySelector("img");
+        if (shown) { shown.src = thumb.src; shown.dataset.snapshot = thumb.url; }
+      })
+      .catch(() => {});
+  }
+
+  function setCameraEvents(list) {
+    events.clear();
+    for (const e of list) remember(e);
+    for (const tile of tiles.values()) renderEvents(tile);
+  }
+
+  function onCameraEvent(e) {
+    if (!remember(e)) return;
+    const tile = tiles.get(e.camera);
+    if (tile) renderEvents(tile);
+  }
+
+  function relabel() {
+    for (const tile of tiles.values()) renderEvents(tile);
+  }
+
+  return { open, close, onIncident, showIncident, setEnabled, setCameraEvents, onCameraEvent, relabel, tiles };
 })();
 window.hubWall = hubWall;

@@ -274,6 +274,31 @@ async def test_evidence_of_another_city_is_not_served(api: Api) -> None:
             assert status == (200 if camera in mine else 404), (token, camera)
 
 
+async def test_camera_events_and_their_snapshots_keep_to_the_city(
+    api: Api, sensors: Peer, prefix: str
+) -> None:
+    # As a stream worker writes them: under streams/<day>/, named in the event relative to
+    # the evidence folder (docs/streams.md).
+    folder = api.hub.detection.evidence_dir / "streams" / "2026-07-14"
+    folder.mkdir(parents=True)
+    for camera, region in (("cam-1", "suwon"), ("cam-9", "goyang")):
+        (folder / f"{camera}.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+        event = {"event_id": f"e-{camera}", "camera": camera, "kind": "entered",
+                 "class": "person", "track_id": 3, "zone": "z", "count": 1, "ts": time.time(),
+                 "snapshot": f"streams/2026-07-14/{camera}.jpg"}  # fmt: skip
+        sensors.publish(f"{prefix}/camera-events/{region}/{camera}", json.dumps(event))
+    await eventually(lambda: len(api.hub.camera_events.latest) == 2, "both events")
+    for token, mine in ((SUWON, {"cam-1"}), (GOYANG, {"cam-9"}), (VIEWER, {"cam-1", "cam-9"})):
+        listed = (await api.get("/api/camera-events", token))["events"]
+        assert {e["camera"] for e in listed} == mine, token
+        for e in listed:
+            assert e["snapshot_url"] == f"/api/evidence/streams/2026-07-14/{e['camera']}.jpg"
+        for camera in ("cam-1", "cam-9"):
+            url = f"/api/evidence/streams/2026-07-14/{camera}.jpg"
+            status, _ = await api.call("GET", url, token)
+            assert status == (200 if camera in mine else 404), (token, camera)
+
+
 async def test_a_token_naming_an_unknown_region_stops_the_start(
     tmp_path: Path, services: dict[str, Any]
 ) -> None:
