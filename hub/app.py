@@ -55,7 +55,7 @@ from hub.services import (
     LocalService,
     ServiceError,
     port_open,
-    start_detectors,
+    start_workers,
 )
 from hub.storage import InfluxClient, Spool, StorageWriter
 from hub.store import Store, StoreError
@@ -659,9 +659,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.local_services:
             services += _local_services(config, inventory, Path(args.local_services))
-        if args.detectors:
-            services += start_detectors(
-                args.detectors,
+        for command, count in (("detector", args.detectors), ("streams", args.streams)):
+            services += start_workers(
+                command,
+                count,
                 config=Path(args.config) if args.config else None,
                 log_dir=Path(config.data_dir) / "logs",
                 mqtt_url=args.mqtt,

@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also start N detection workers (`hub detector`) as child processes",
     )
+    run.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also start N stream workers (`hub streams`) as child processes",
+    )
 
     check = sub.add_parser("check", help="validate config, inventory and rules")
     _connection_flags(check)
@@ -114,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--id",
         required=True,
         help="this worker's name, unique in the fleet (its MQTT client id is streams-ID)",
+    )
+    streams.add_argument(
+        "--data-dir", metavar="DIR", help="the hub's data_dir, where evidence goes (beats the file)"
     )
     streams.add_argument(
         "--metrics",

@@ -3,8 +3,9 @@
 Mosquitto and InfluxDB are started as child processes on free ports with their data in a
 temporary folder (unless --mqtt / --influx name running ones), so the storm's made-up
 readings never reach a real broker or database. The sample cameras the inventory points at
-(`hub cameras serve`) are started unless they answer already, and a detection worker (`hub
-detector`) unless --detectors 0. The hub runs in this process, the storm is published into
+(`hub cameras serve`) are started unless they answer already, a detection worker (`hub
+detector`) unless --detectors 0, and a stream worker (`hub streams`, events from the
+cameras' zones) unless --streams 0. The hub runs in this process, the storm is published into
 it, and the situation-room page is served until Ctrl-C.
 """
 
@@ -31,7 +32,7 @@ from hub.services import (
     ServiceError,
     free_port,
     port_open,
-    start_detectors,
+    start_workers,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +65,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="detection workers to start (default 1; 0: none)",
+    )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        metavar="N",
+        help="stream workers to start, watching the cameras continuously (default 1; 0: none)",
     )
 
 
@@ -226,9 +234,14 @@ def _start_helpers(
         )
     if args.detectors > 0 and config.detection.detector is None:
         log.warning("no detection.detector in %s: detect actions will fail", args.config)
-    elif args.detectors > 0:
-        started += start_detectors(
-            args.detectors,
+        args.detectors = 0
+    if args.streams > 0 and (config.streams.detector or config.detection.detector) is None:
+        log.warning("no streams.detector in %s: no stream workers", args.config)
+        args.streams = 0
+    for command, count in (("detector", args.detectors), ("streams", args.streams)):
+        started += start_workers(
+            command,
+            count,
             config=Path(args.config),
             log_dir=data / "logs",
             mqtt_url=mqtt_url,

@@ -1,5 +1,6 @@
 """Local Mosquitto, InfluxDB and etcd processes, for tests, demos and `hub run --local-services`,
-and the detection workers `hub run --detectors` and `hub demo` start beside the hub."""
+and the detection and stream workers `hub run --detectors/--streams` and `hub demo` start
+beside the hub."""
 
 from __future__ import annotations
 
@@ -390,7 +391,8 @@ class ChildProcess:
             self._log_file = None
 
 
-def start_detectors(
+def start_workers(
+    command: str,
     count: int,
     *,
     config: Path | None,
@@ -399,17 +401,18 @@ def start_detectors(
     data_dir: Path | None = None,
     prefix: str = "local",
 ) -> list[ChildProcess]:
-    """`count` detection workers (`hub detector --id <prefix>-N`) as child processes."""
+    """`count` workers (`hub <command> --id <prefix>-N`: `detector` or `streams`) as child
+    processes, logging to <log_dir>/<command>-N.log."""
     started: list[ChildProcess] = []
     for n in range(1, count + 1):
-        args = [sys.executable, "-m", "hub", "detector", "--id", f"{prefix}-{n}"]
+        args = [sys.executable, "-m", "hub", command, "--id", f"{prefix}-{n}"]
         if config is not None:
             args += ["-c", str(config)]
         if mqtt_url:
             args += ["--mqtt", mqtt_url]
         if data_dir is not None:
             args += ["--data-dir", str(data_dir)]
-        child = ChildProcess(f"detector {prefix}-{n}", args, log_dir / f"detector-{n}.log")
+        child = ChildProcess(f"{command} {prefix}-{n}", args, log_dir / f"{command}-{n}.log")
         child.start()
         started.append(child)
     return started

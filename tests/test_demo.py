@@ -1,7 +1,8 @@
 """`hub demo` end to end: the example province's config and rules, the sample cameras, a
-detection worker it starts itself, and a storm that makes a `detect` action succeed with
-blurred evidence. The cameras are the session's camera server (the inventory's URLs are
-pointed at its ports); Mosquitto and InfluxDB are the session's too."""
+detection worker and a stream worker it starts itself, and a storm that makes a `detect`
+action succeed with blurred evidence and opens the camera-event rule of the underpasses.
+The cameras are the session's camera server (the inventory's URLs are pointed at its ports);
+Mosquitto and InfluxDB are the session's too."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def example_copy(tmp_path: Path, cameras: LocalCameras) -> Path:
     detection = config["detection"]
     detection["detector"]["model"] = str(ROOT / detection["detector"]["model"])
     detection["faces_model"] = str(ROOT / detection["faces_model"])
+    streams = config["streams"]["detector"]
+    streams["model"] = str(ROOT / streams["model"])
     path = tmp_path / "hub.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -125,3 +128,30 @@ def test_the_demo_storm_ends_in_a_detection_with_blurred_evidence(demo: str) -> 
     # Once every camera of the action has answered, the action is done (none failed).
     wait_for(done, "a detect action done", timeout=60)
     assert time.monotonic() - start < 180
+
+
+def test_the_demo_stream_worker_sees_people_walk_onto_the_flooding_carriageway(demo: str) -> None:
+    def seen() -> list[dict[str, Any]]:
+        try:
+            events = get(f"{demo}/api/camera-events?kind=entered")["events"]
+        except OSError:
+            return []  # not serving yet
+        return [e for e in events if e["class"] == "person" and e.get("snapshot_url")]
+
+    (event, *_) = wait_for(seen, "a person entering a zone, from the stream worker", timeout=90)
+    assert event["zone"] == "carriageway"
+    jpeg = get(demo + event["snapshot_url"])
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    assert FaceBlurrer(IMAGES.parent / "faces" / "centerface.onnx").faces(image) == []
+
+    def warned() -> list[dict[str, Any]]:
+        return [
+            i
+            for i in get(f"{demo}/api/incidents")["incidents"]
+            if i["rule"] == "person-in-flooding-underpass"
+        ]
+
+    # The storm floods the underpasses where the sample clips' people walk: the sign warns.
+    (incident, *_) = wait_for(warned, "the person-in-flooding-underpass incident", timeout=120)
+    assert any(e["kind"] == "camera_event" for e in incident["evidence"])

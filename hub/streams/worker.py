@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from hub.config import ConfigError, HubConfig, load_config
 from hub.inventory import Inventory, load_inventory
@@ -50,6 +51,19 @@ def presence_topic(prefix: str, worker: str | None = None) -> str:
     return f"{prefix}/streams/workers/{'+' if worker is None else worker}"
 
 
+# A camera whose address is one of these is a snapshot camera (a picture per request): the
+# hub asks it for stills, and there is no stream to watch.
+STILL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".cgi")
+
+
+def has_stream(camera: Camera) -> bool:
+    """Whether the camera has a video stream to watch (its substream, or its URL when that is
+    not a snapshot address)."""
+    if camera.substream:
+        return True
+    return not urlsplit(camera.url).path.lower().endswith(STILL_SUFFIXES)
+
+
 class StreamWorker:
     """Joins the fleet and watches its share of the cameras until `run` is stopped."""
 
@@ -65,7 +79,11 @@ class StreamWorker:
         self.prefix = config.mqtt.prefix
         self.worker_id = worker_id
         wanted = set(self.settings.cameras)
-        self.cameras = {c.id: c for c in inventory.cameras.values() if not wanted or c.id in wanted}
+        self.cameras = {
+            c.id: c
+            for c in inventory.cameras.values()
+            if (not wanted or c.id in wanted) and has_stream(c)
+        }
         self.make_watch = make_watch
         self.roster = Roster(worker_id, self.settings.presence.timeout)
         self.watches: dict[str, tuple[Watch, asyncio.Task[None]]] = {}
@@ -278,6 +296,9 @@ def main(args: argparse.Namespace) -> int:
         config = load_config(
             Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
         )
+        if getattr(args, "data_dir", None):
+            # A hub that runs with another data folder (`hub demo`) has its evidence there.
+            config = config.model_copy(update={"data_dir": Path(args.data_dir)})
         inventory = load_inventory(config.inventory)
     except ConfigError as exc:
         for problem in exc.problems:

@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub.inventory.model import Camera
 from hub.streams import fleet
 from hub.streams.fleet import Assignment, Roster, owner, share
 from hub.streams.fleet import score as fleet_score
+from hub.streams.worker import has_stream
 
 CAMERAS = [f"cam-{i}" for i in range(300)]
 ids = st.lists(st.text("abcdefgh0123", min_size=1, max_size=6), min_size=1, max_size=8, unique=True)
@@ -75,3 +77,15 @@ def test_a_change_scores_far_fewer_pairs_than_a_fresh_share(
     assert len(scored) < 2000 + 60 * 49  # a fresh share scores 2000 x 50 = 100,000 pairs
     for worker in workers:
         assert assignment.of(worker) == share(cameras, workers, worker)
+
+
+def test_snapshot_cameras_have_no_stream_to_watch() -> None:
+    def camera(url: str, substream: str | None = None) -> Camera:
+        return Camera("c", url, "r", None, None, "c", None, None, None, None, 0.0, 0.0,
+                      substream=substream)  # fmt: skip
+
+    assert has_stream(camera("rtsp://cam/stream1"))
+    assert has_stream(camera("http://cam/live.ts"))
+    assert not has_stream(camera("http://cam/snapshot.JPG"))
+    assert not has_stream(camera("http://cam/cgi-bin/snapshot.cgi"))
+    assert has_stream(camera("http://cam/snapshot.jpg", substream="rtsp://cam/sub"))
