@@ -130,7 +130,7 @@ def _ink_band(plate: Grey) -> Grey | None:
     cut = inner[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     k = BAND / cut.shape[0]
     cut = cv2.resize(cut, (round(cut.shape[1] * k), BAND), interpolation=cv2.INTER_CUBIC)
-    cut = cv2.normalize(cut, None, 0, 255, cv2.NORM_MINMAX)
+    cut = cv2.normalize(cut, np.empty_like(cut), 0, 255, cv2.NORM_MINMAX)
     cut = cv2.copyMakeBorder(cut, _PAD, _PAD, _PAD, _PAD, cv2.BORDER_CONSTANT, value=255)
     blurred: Grey = cv2.GaussianBlur(cut, (0, 0), 1.0)
     return blurred
