@@ -68,8 +68,8 @@ def car(text: str, size: tuple[int, int] = CAR) -> Image:
 
 
 def car_clip(folder: Path, text: str, seconds: float = 8.0) -> Path:
-    """An H.264 MP4 (10 fps) of the car driving slowly left to right across the top of
-    bus.jpg, its plate `text`."""
+    """An H.264 MP4 (10 fps) of the car driving slowly across the top of bus.jpg and back,
+    every `seconds` (looped, it never jumps), its plate `text`."""
     clip = folder / f"car-{text}.mp4"
     if clip.exists():
         return clip
@@ -77,7 +77,8 @@ def car_clip(folder: Path, text: str, seconds: float = 8.0) -> Path:
     cv2.imwrite(str(art), car(text))
     mask = folder / "car-mask.png"
     cv2.imwrite(str(mask), car_mask())
-    x = f"40+(t/{seconds:g})*{W - CAR[0] - 80}"
+    middle, reach = W / 2 - CAR[0] / 2, (W - CAR[0] - 80) / 2
+    x = f"{middle:g}-{reach:g}*cos(2*PI*t/{seconds:g})"
     command = [
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-threads", "2",
         "-loop", "1", "-framerate", "10", "-i", str(IMAGES / "bus.jpg"),
