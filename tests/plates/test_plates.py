@@ -220,3 +220,27 @@ def test_the_secret_comes_from_the_environment(tmp_path: Path) -> None:
     path.write_text("plates: {cameras: [cam-1], reader: 'hub.plates.standin:StandinReader'}\n")
     config = load_config(path, env={"HUB_PLATES_SECRET": SECRET})
     assert config.plates.key == KEY
+
+
+def test_a_worker_refuses_plate_cameras_not_in_its_inventory(tmp_path: Path) -> None:
+    from hub.config import load_config  # noqa: PLC0415
+    from hub.inventory import load_inventory  # noqa: PLC0415
+    from hub.streams.worker import _plate_reading  # noqa: PLC0415
+    from tests.streams.support import camera_site  # noqa: PLC0415
+
+    site = camera_site(tmp_path / "site", {"cam-1": {"url": "rtsp://127.0.0.1:1/x"}})
+    path = tmp_path / "hub.yaml"
+    for cameras, reader, outcome in (
+        (["cam-1", "cam-9"], "hub.plates.standin:StandinReader", "no camera cam-9"),
+        (["cam-1"], f"{__name__}:not_a_reader", "has no read"),
+    ):
+        path.write_text(
+            f"inventory: [{site}]\n"
+            f"plates: {{cameras: {cameras}, reader: '{reader}', secret: '{SECRET}'}}\n"
+        )
+        config = load_config(path)
+        with pytest.raises(PlateReaderError, match=outcome):
+            _plate_reading(config, load_inventory(config.inventory))
+    path.write_text(f"inventory: [{site}]\n")
+    config = load_config(path)
+    assert _plate_reading(config, load_inventory(config.inventory)) is None
