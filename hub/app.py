@@ -42,6 +42,7 @@ from hub.mqtt import Message, MqttClient, MqttError
 from hub.notify.channels import SecretMissingError
 from hub.notify.service import Notifier
 from hub.notify.web import cap_access
+from hub.plates.watchlist import Watchlist
 from hub.rules.check import check_rules
 from hub.rules.events import IncidentNotFoundError
 from hub.rules.model import RuleSet
@@ -243,6 +244,15 @@ class Hub:
         )
         self.dispatcher.register("detect", self.detection)
         self.components.append(self.detection)
+        self.watchlist = Watchlist(
+            config.plates,
+            store=self.store,
+            audit=self.audit,
+            publisher=self.mqtt,
+            prefix=config.mqtt.prefix,
+            tokens=config.api.tokens,
+        )
+        self.components.append(self.watchlist)
         self.camera_events = CameraEvents(
             inventory,
             rules=self.rules,
@@ -253,6 +263,7 @@ class Hub:
             max_age_s=config.ingest.max_age,
             tokens=config.api.tokens,
             evidence_dir=self.detection.evidence_dir,
+            plate_listed=self.watchlist.listed,
         )
         self.camera_events.listeners.append(self.room.on_camera_event)
         # Region tokens see the snapshots of their regions' camera events.
@@ -419,6 +430,7 @@ class Hub:
         # connection needs nothing: a start republishes anyway.
         if connections > 1:
             self.rules.republish()
+        self.watchlist.on_connected(connections)
 
     def _on_full(self) -> None:
         # The broker queues for us while we do not read: back-pressure reaches the sensors'

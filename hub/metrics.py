@@ -144,7 +144,8 @@ DETECT_RESENT = Counter(
 CAMERA_EVENTS = Counter(
     "hub_camera_events",
     "Camera events from the stream workers by outcome: ok, invalid (unreadable, unknown "
-    "camera), duplicate (an event sent twice), out_of_time, failed",
+    "camera), duplicate (an event sent twice), out_of_time, not_listed (a plate not on the "
+    "watch-list), failed",
     ["outcome"],
 )
 DETECT_RESULTS = Counter(

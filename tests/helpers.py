@@ -141,8 +141,10 @@ class Peer:
         result, _mid = self._client.subscribe(topic, qos)
         assert result == 0, f"subscribe {topic}: paho result {result}"
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> object:
-        return self._client.publish(topic, payload, qos=qos)
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 1, *, retain: bool = False
+    ) -> object:
+        return self._client.publish(topic, payload, qos=qos, retain=retain)
 
     def all_sent(self) -> bool:
         """Whether every QoS 1 message has been acknowledged by the broker."""

@@ -9,6 +9,10 @@ from hub.api.body import MAX_NOTE, MAX_TEXT, MAX_WORD
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+_WATCHLIST: dict[str, Any] = {
+    "type": "object",
+    "properties": {"entries": {"type": "array", "items": {"type": "object"}}},
+}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -499,10 +503,55 @@ def document() -> dict[str, Any]:
                 ),
                 params=[
                     _query("camera", "one camera's events"),
-                    _query("kind", "entered, left, loitering, crossed, crowd, fall, fire, ..."),
+                    _query(
+                        "kind", "entered, left, loitering, crossed, crowd, fall, fire, plate, ..."
+                    ),
                     _query("limit", "default 100, at most 1000", {"type": "integer"}),
                 ],
                 errors=(400,),
+            )
+        },
+        "/api/plates/watchlist": {
+            "get": _op(
+                "The wanted-vehicle watch-list (docs/plates.md): plate, reason, added_by, "
+                "added_at and until (epoch seconds or null) of each entry",
+                "operator",
+                _json(_WATCHLIST),
+            ),
+            "post": _op(
+                "List a plate, or change a listed plate's reason and until; province tokens "
+                "only; audited (kind watchlist). 201 for a new entry, 200 for a change",
+                "operator",
+                _json({"type": "object", "properties": {"entry": _OBJECT}}, "Created"),
+                body={
+                    "type": "object",
+                    "required": ["plate", "reason"],
+                    "properties": {
+                        "plate": {
+                            "type": "string",
+                            "description": "e.g. 123가4567; spaces and hyphens are left out",
+                        },
+                        "reason": {"type": "string", "maxLength": MAX_TEXT},
+                        "until": {
+                            "type": "string",
+                            "description": "an RFC 3339 time or a "
+                            "duration from now (7d); absent: until removed",
+                        },
+                    },
+                },
+                errors=(400, 503),
+                status="201",
+            ),
+        },
+        "/api/plates/watchlist/{plate}": {
+            "delete": _op(
+                "Take a plate off the watch-list; province tokens only; audited. Body "
+                "optional: {reason}",
+                "operator",
+                _json({"type": "object", "properties": {"removed": _OBJECT}}),
+                params=[_path("plate", "the plate, e.g. 123가4567")],
+                body={"type": "object", "properties": {"reason": {"type": "string"}}},
+                errors=(400, 404, 503),
             )
         },
         "/api/export/incidents.csv": {

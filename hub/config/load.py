@@ -30,6 +30,7 @@ _FROM_ENV: tuple[tuple[KeyPath, str], ...] = (
     (("store", "username"), "HUB_STORE_USERNAME"),
     (("store", "password"), "HUB_STORE_PASSWORD"),
     (("live", "secret"), "HUB_LIVE_SECRET"),
+    (("plates", "secret"), "HUB_PLATES_SECRET"),
 )
 
 # Keys that were removed, with why. A file that still has one is read with a warning that says

@@ -35,6 +35,7 @@ from hub.detection.config import DetectionConfig
 from hub.durations import MAX_DURATION_S, format_duration
 from hub.live.config import LiveConfig
 from hub.notify.config import NotifyConfig
+from hub.plates.config import PlatesConfig
 from hub.streams.config import StreamsConfig
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -408,6 +409,7 @@ class HubConfig(Section):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     streams: StreamsConfig = Field(default_factory=StreamsConfig)
+    plates: PlatesConfig = Field(default_factory=PlatesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
     ha: HaConfig = Field(default_factory=HaConfig)

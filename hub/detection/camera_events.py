@@ -37,7 +37,7 @@ log = logging.getLogger("hub.camera_events")
 
 REMEMBERED = 10_000  # event ids kept to recognise a resend
 KEPT = 1000  # the latest events, for the API
-_TEXT = ("event_id", "class", "zone", "line", "direction", "snapshot", "clip")
+_TEXT = ("event_id", "class", "zone", "line", "direction", "snapshot", "clip", "plate")
 _DIRECTIONS = ("in", "out")
 
 
@@ -107,6 +107,8 @@ def parse(topic: str, payload: bytes, inventory: Inventory, prefix: str) -> Came
             raise EventError(f"{key!r} must be text or null, got {value!r}")
         if value is not None:
             fields[key] = value
+    if (kind == "plate") != ("plate" in fields):
+        raise EventError("a plate event, and only a plate event, carries 'plate'")
     if fields.get("direction") not in (None, *_DIRECTIONS):
         raise EventError(f"'direction' must be in, out or null, got {fields['direction']!r}")
     for key in ("track_id", "count"):
@@ -143,9 +145,14 @@ class CameraEvents:
         tokens: Sequence[Token] = (),
         evidence_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
+        plate_listed: Callable[[str], bool] = lambda _plate: False,
     ) -> None:
+        """`plate_listed`: whether a plate is on the watch-list now; a plate event of one that
+        is not (taken off since the worker saw it, or never on it) is dropped, so that the
+        hub keeps no plate that is not wanted."""
         self.inventory = inventory
         self.evidence_dir = evidence_dir  # where snapshots lie, for their URLs
+        self.plate_listed = plate_listed
         self.rules = rules
         self.ack = ack
         self.sink = sink
@@ -192,6 +199,13 @@ class CameraEvents:
                 event.kind, event.camera, rfc3339(event.ts_ns), ts - now,
             )  # fmt: skip
             return
+        plate = event.fields.get("plate")
+        if plate is not None and not self.plate_listed(plate):
+            metrics.CAMERA_EVENTS.labels("not_listed").inc()
+            log.warning(
+                "plate event of %s dropped: the plate is not on the watch-list", event.camera
+            )
+            return
         metrics.CAMERA_EVENTS.labels("ok").inc()
         self.rules.on_camera_event(event.camera, event.ts_ns, {"kind": event.kind, **event.fields})
         self.sink.submit(self._line(event), 1)
@@ -208,7 +222,8 @@ class CameraEvents:
         tags = {"camera": event.camera, "region": event.region, "kind": event.kind}
         tags |= {k: str(f[k]) for k in ("class", "zone", "line") if f.get(k)}
         values: dict[str, str | int | float | bool] = {"count": int(f.get("count", 1))}
-        values |= {k: f[k] for k in ("score", "track_id", "event_id", "direction", "snapshot")
+        values |= {k: f[k] for k in ("score", "track_id", "event_id", "direction", "snapshot",
+                                     "plate")
                    if f.get(k) is not None}  # fmt: skip
         return point_line("camera_event", tags, values, event.ts_ns)
 

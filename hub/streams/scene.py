@@ -51,6 +51,7 @@ class CameraEvent:
     count: int = 1
     snapshot: str | None = None
     detail: str | None = None  # stream events: why, in words
+    plate: str | None = None  # plate events: the listed plate, normalised (hub.plates)
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +73,8 @@ class CameraEvent:
         }
         if self.detail is not None:
             body["detail"] = self.detail
+        if self.plate is not None:
+            body["plate"] = self.plate
         return body
 
 

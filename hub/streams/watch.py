@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.detection.backends.base import Detection, Detector
 from hub.detection.evidence import EvidenceWriter
@@ -25,6 +26,9 @@ from hub.streams.motion import Image, MotionDetector
 from hub.streams.scene import CameraEvent, Scene, Track
 from hub.streams.source import Frame, Stream
 from hub.streams.tracking import Tracker
+
+if TYPE_CHECKING:
+    from hub.plates.stage import PlateStage
 
 log = logging.getLogger("hub.streams.watch")
 
@@ -54,8 +58,15 @@ class Analyser:
     """Frames in, events out, for one camera: motion, detection, tracking, scene. Synchronous;
     the caller runs each step where it likes."""
 
-    def __init__(self, camera: Camera, settings: StreamsConfig, detector: Detector) -> None:
+    def __init__(
+        self,
+        camera: Camera,
+        settings: StreamsConfig,
+        detector: Detector,
+        plates: PlateStage | None = None,
+    ) -> None:
         self.camera = camera
+        self.plates = plates  # reads the plates of tracked vehicles (hub.plates)
         self.settings = settings
         self.detector = detector
         m, t = settings.motion, settings.tracker
@@ -116,6 +127,10 @@ class Analyser:
     def events(self, ts: float) -> list[CameraEvent]:
         """The scene's events at `ts` (tracks as last detected)."""
         return self.scene.update(self.tracks, ts)
+
+    def read_plates(self, image: Image, ts: float) -> list[CameraEvent]:
+        """`plate` events of listed vehicles among the tracks just detected in `image`."""
+        return self.plates.events(self.tracks, image, ts) if self.plates else []
 
 
 class Watch:
@@ -182,12 +197,17 @@ class Watch:
             self.stats.analysed += 1
             moved = await loop.run_in_executor(self.pools.light, a.motion.changed, frame.grey)
             self.stats.motion += moved > 0
+            plates: list[CameraEvent] = []
             if a.wants_detection(moved, ts):
                 # The colour picture is made here, in the model's pool, and only here.
                 found = await loop.run_in_executor(self.pools.detect, a.detect_frame, frame)
                 self.stats.detected += 1
                 await loop.run_in_executor(self.pools.light, a.track, found, frame.bgr(), ts)
-            events = a.events(ts)
+                if a.plates is not None:
+                    plates = await loop.run_in_executor(
+                        self.pools.detect, a.read_plates, frame.bgr(), ts
+                    )
+            events = a.events(ts) + plates
             if events:
                 await self._report(events, frame, ts)
 

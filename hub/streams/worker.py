@@ -22,6 +22,7 @@ from hub.config import ConfigError, HubConfig, load_config
 from hub.inventory import Inventory, load_inventory
 from hub.inventory.model import Camera
 from hub.mqtt import Message, MqttClient, MqttError, Will
+from hub.plates.listed import Listed, watchlist_topic
 from hub.streams.fleet import Assignment, Roster
 from hub.streams.scene import CameraEvent
 from hub.supervise import until_signalled
@@ -30,6 +31,7 @@ from hub.tls import mqtt_ssl_context
 if TYPE_CHECKING:
     from hub.detection.backends.base import Detector
     from hub.detection.privacy import FaceBlurrer
+    from hub.plates.reader import PlateReader
     from hub.streams.watch import Pools, Watch
 
 log = logging.getLogger("hub.streams")
@@ -74,7 +76,10 @@ class StreamWorker:
         worker_id: str,
         *,
         make_watch: Callable[[Camera, Callable[[CameraEvent], None]], Watch],
+        listed: Listed | None = None,
     ) -> None:
+        """`listed`: the watch-list's digests, kept up to date from the hub's retained
+        message, for the cameras that read plates."""
         self.settings = config.streams
         self.prefix = config.mqtt.prefix
         self.worker_id = worker_id
@@ -109,6 +114,10 @@ class StreamWorker:
             # Vanishing empties our retained presence: the others take our cameras at once.
             will=Will(topic, b"", qos=1, retain=True),
         )
+        self.listed = listed
+        self.watchlist_topic = watchlist_topic(self.prefix)
+        if listed is not None:
+            self.mqtt.add_subscription(self.watchlist_topic, 1)
         self.mqtt.on_messages = self._on_messages
         self.mqtt.on_connected = lambda _n: self._changed.set()
 
@@ -117,10 +126,23 @@ class StreamWorker:
     def _on_messages(self, messages: list[Message]) -> None:
         now = time.monotonic()
         for message in messages:
+            if message.topic == self.watchlist_topic:
+                self._take_watchlist(message.payload)
+                continue
             worker = message.topic.rsplit("/", 1)[-1]
             if self.roster.heard(worker, bool(message.payload), now):
                 log.info("worker %s %s", worker, "joined" if message.payload else "left")
                 self._changed.set()
+
+    def _take_watchlist(self, payload: bytes) -> None:
+        if self.listed is None:
+            return
+        try:
+            self.listed.update(payload)
+        except ValueError as exc:  # the last good list stays
+            log.warning("plate watch-list not taken: %s", exc)
+            return
+        log.info("plate watch-list: %d entries", len(self.listed))
 
     def presence(self) -> dict[str, Any]:
         """This worker's presence and health, as published (retained)."""
@@ -263,9 +285,16 @@ class StreamWorker:
 
 
 def _watch_factory(
-    config: HubConfig, detector: Detector, blurrer: FaceBlurrer | None, pools: Pools
+    config: HubConfig,
+    detector: Detector,
+    blurrer: FaceBlurrer | None,
+    pools: Pools,
+    plates: tuple[PlateReader, Listed] | None = None,
 ) -> Callable[[Camera, Callable[[CameraEvent], None]], Watch]:
+    """Makes each camera's watch; `plates` (a reader and the watch-list) gives the cameras of
+    `plates.cameras` a plate stage."""
     from hub.detection.evidence import EvidenceWriter  # noqa: PLC0415
+    from hub.plates.stage import PlateStage  # noqa: PLC0415
     from hub.streams.watch import Analyser, Watch  # noqa: PLC0415
 
     evidence = config.detection.evidence_path(Path(config.data_dir))
@@ -275,10 +304,34 @@ def _watch_factory(
         writer = EvidenceWriter(
             blurrer if blur else None, blur_faces=blur, quality=config.streams.jpeg_quality
         )
-        analyser = Analyser(camera, config.streams, detector)
+        stage = None
+        if plates is not None and camera.id in config.plates.cameras:
+            name = config.streams.aliases.get
+            stage = PlateStage(
+                camera.id, *plates, config.plates, name=lambda c: name(c, c),
+                forget_after=max(60.0, config.streams.tracker.lost_after),
+            )  # fmt: skip
+        analyser = Analyser(camera, config.streams, detector, stage)
         return Watch(camera, config.streams, analyser, pools, writer, evidence=evidence, emit=emit)
 
     return make
+
+
+def _plate_reading(config: HubConfig, inventory: Inventory) -> tuple[PlateReader, Listed] | None:
+    """The plate reader and an empty watch-list, when cameras read plates; PlateReaderError
+    for a reader that does not load or a camera that is not in the inventory."""
+    from hub.plates.reader import PlateReaderError, load_reader  # noqa: PLC0415
+
+    settings = config.plates
+    if not settings.cameras:
+        return None
+    unknown = sorted(set(settings.cameras) - set(inventory.cameras))
+    if unknown:
+        raise PlateReaderError(f"plates.cameras: no camera {', '.join(unknown)} in the inventory")
+    # The section refuses cameras without a reader or a secret.
+    assert settings.reader is not None
+    assert settings.key is not None
+    return load_reader(settings.reader, settings.options), Listed(settings.key)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -289,6 +342,7 @@ def main(args: argparse.Namespace) -> int:
     from hub.detection.backends.registry import load_detector  # noqa: PLC0415
     from hub.detection.privacy import FaceBlurrer  # noqa: PLC0415
     from hub.detection.worker import default_faces_model  # noqa: PLC0415
+    from hub.plates.reader import PlateReaderError  # noqa: PLC0415
     from hub.streams.tracking import Tracker  # noqa: PLC0415
     from hub.streams.watch import Pools  # noqa: PLC0415
 
@@ -316,13 +370,15 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    plates = None
     try:
+        plates = _plate_reading(config, inventory)
         detector = load_detector(model)
         Tracker(fps=config.streams.fps)  # the tracker's packages, checked at start
         blurrer = FaceBlurrer(
             default_faces_model(config), threshold=config.detection.face_threshold
         )
-    except DetectorError as exc:
+    except (DetectorError, PlateReaderError) as exc:
         print(f"hub streams: not starting: {exc}", file=sys.stderr)
         return 1
     # OpenCV's own threads halve nothing here (a small picture each time) and cost their
@@ -333,8 +389,9 @@ def main(args: argparse.Namespace) -> int:
     detect = ThreadPoolExecutor(1, thread_name_prefix="detect")
     evidence = ThreadPoolExecutor(1, thread_name_prefix="evidence")
     pools = Pools(light, detect, evidence)
+    make = _watch_factory(config, detector, blurrer, pools, plates)
     worker = StreamWorker(
-        config, inventory, args.id, make_watch=_watch_factory(config, detector, blurrer, pools)
+        config, inventory, args.id, make_watch=make, listed=plates[1] if plates else None
     )
     log.info("stream worker %s: %d cameras in the fleet's care", args.id, len(worker.cameras))
     if args.metrics:

@@ -72,6 +72,7 @@ EVENT_KINDS = (
     "fall",
     "fire",
     "smoke",
+    "plate",
     "stream_down",
     "stream_up",
 )

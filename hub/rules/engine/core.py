@@ -116,7 +116,8 @@ class Engine:
             line=str(event["line"]) if event.get("line") is not None else None,
             count=int(count) if isinstance(count, int) else 1,
         )
-        keep = ("event_id", "class", "score", "track_id", "zone", "line", "direction", "count")
+        keep = ("event_id", "class", "score", "track_id", "zone", "line", "direction", "count",
+                "plate")  # fmt: skip
         item = {k: event[k] for k in (*keep, "snapshot") if event.get(k) is not None}
         item["event"] = facts.kind
         self._begin()

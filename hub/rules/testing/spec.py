@@ -178,7 +178,7 @@ _STEP_KEYS = (
     *("at", "sensor", "value", "ts", "every", "until", "to", "tick", "ack"),
     *("archive", "subject", "by", "camera", "detections", "event"),
 )
-_EVENT_KEYS = ("kind", "class", "score", "zone", "line", "direction", "track_id", "count")
+_EVENT_KEYS = ("kind", "class", "score", "zone", "line", "direction", "track_id", "count", "plate")
 
 
 def _camera_event(
