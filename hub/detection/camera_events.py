@@ -37,7 +37,9 @@ log = logging.getLogger("hub.camera_events")
 
 REMEMBERED = 10_000  # event ids kept to recognise a resend
 KEPT = 1000  # the latest events, for the API
-_TEXT = ("event_id", "class", "zone", "line", "direction", "snapshot", "clip", "plate")
+_TEXT = ("event_id", "class", "zone", "line", "direction", "snapshot", "clip", "plate", "detail")
+# Why a stream is down, as the worker says it: kept, cut to this many characters.
+_DETAIL_CHARS = 500
 _DIRECTIONS = ("in", "out")
 
 
@@ -107,6 +109,8 @@ def parse(topic: str, payload: bytes, inventory: Inventory, prefix: str) -> Came
             raise EventError(f"{key!r} must be text or null, got {value!r}")
         if value is not None:
             fields[key] = value
+    if "detail" in fields:
+        fields["detail"] = fields["detail"][:_DETAIL_CHARS]
     if (kind == "plate") != ("plate" in fields):
         raise EventError("a plate event, and only a plate event, carries 'plate'")
     if fields.get("direction") not in (None, *_DIRECTIONS):
