@@ -12,13 +12,13 @@ from aiohttp import web
 from hub.api.auth import Actor, authorized, error, install, refuse
 from hub.api.body import BodyError, path_id, read_object, text_field
 from hub.durations import DurationError, parse_duration
-from hub.plates.watchlist import WatchlistError
+from hub.plates.watchlist import Watchlist, WatchlistError
 from hub.store import StoreError
 
 if TYPE_CHECKING:
-    from hub.plates.watchlist import Entry, Watchlist
+    from hub.plates.watchlist import Entry
 
-LIST: web.AppKey[Watchlist] = web.AppKey("plates", object)  # type: ignore[arg-type]
+LIST: web.AppKey[Watchlist] = web.AppKey("plates", Watchlist)
 MAX_UNTIL_S = 3650 * 86400.0
 _ADD_KEYS = ("plate", "reason", "until")
 
@@ -66,7 +66,7 @@ def _until(data: dict[str, Any], now: float) -> float | None:
 def _province_only(request: web.Request, actor: Actor, what: str) -> web.Response | None:
     if actor.regions is None:
         return None
-    return refuse(request.app[LIST].audit, actor, what, None)  # type: ignore[arg-type]
+    return refuse(request.app[LIST].audit, actor, what, None)
 
 
 @authorized("operator")

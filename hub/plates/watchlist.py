@@ -38,6 +38,13 @@ class Publisher(Protocol):
 
 
 class Auditor(Protocol):
+    """The audit trail (hub.audit.AuditLog): durable records for changes, plain ones for
+    refusals."""
+
+    def record(
+        self, kind: str, actor: str, detail: str, **fields: str | int | float | bool | None
+    ) -> object: ...
+
     async def record_durable(
         self, kind: str, actor: str, detail: str, **fields: str | int | float | bool | None
     ) -> object: ...
