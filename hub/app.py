@@ -26,7 +26,7 @@ from hub.api.routes import add_room_routes
 from hub.audit import AuditEntry, AuditLog
 from hub.cameras.local import LocalCameras, for_inventory
 from hub.cameras.snapshot import SnapshotService
-from hub.config import ConfigError, HubConfig, load_config
+from hub.config import ConfigError, HubConfig
 from hub.config.load import defaults_notice
 from hub.detection.camera_events import CameraEvents
 from hub.detection.service import DetectionService
@@ -58,6 +58,7 @@ from hub.services import (
     port_open,
     start_workers,
 )
+from hub.startup import log_to_stderr, not_starting, read_config
 from hub.storage import InfluxClient, Spool, StorageWriter
 from hub.store import Store, StoreError
 from hub.store.etcd import open_etcd_store
@@ -647,22 +648,15 @@ async def _serve_pair(config: HubConfig, inventory: Inventory, rules: RuleSet) -
 def main(args: argparse.Namespace) -> int:
     """`hub run`: load and validate everything, then serve until SIGTERM or Ctrl-C."""
     try:
-        config = load_config(
-            Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
-        )
+        config = read_config(args)
         inventory = load_inventory(config.inventory)
         # An invalid rule file stops the start: silently running without a flood rule is
         # worse than not running.
         rules = load_rules(config, inventory)
         check_tokens(config, inventory)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"hub: not starting: {len(exc.problems)} problem(s)", file=sys.stderr)
-        return 1
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+        return not_starting("hub", exc)
+    log_to_stderr(config)
     if notice := defaults_notice(config):
         log.warning("%s", notice)
     for warning in config.warnings:

@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.config import ConfigError, HubConfig, load_config
-from hub.inventory import Inventory, load_inventory
+from hub.config import HubConfig
+from hub.inventory import Inventory
 from hub.mqtt import Message, MqttClient
+from hub.startup import load_for_worker
 from hub.supervise import until_signalled
 from hub.tls import mqtt_ssl_context
 
@@ -312,22 +313,10 @@ def main(args: argparse.Namespace) -> int:
     from hub.detection.capture import CapturePool  # noqa: PLC0415
     from hub.detection.privacy import FaceBlurrer  # noqa: PLC0415
 
-    try:
-        config = load_config(
-            Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
-        )
-        if getattr(args, "data_dir", None):
-            # A hub that runs with another data folder (`hub demo`) has its evidence there.
-            config = config.model_copy(update={"data_dir": Path(args.data_dir)})
-        inventory = load_inventory(config.inventory)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"hub detector: not starting: {len(exc.problems)} problem(s)", file=sys.stderr)
+    loaded = load_for_worker(args, "hub detector")
+    if loaded is None:
         return 1
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    config, inventory = loaded
     settings = config.detection
     if settings.detector is None:
         print("hub detector: not starting: the config has no detection.detector", file=sys.stderr)

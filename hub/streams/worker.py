@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from hub.config import ConfigError, HubConfig, load_config
-from hub.inventory import Inventory, load_inventory
+from hub.config import HubConfig
+from hub.inventory import Inventory
 from hub.inventory.model import Camera
 from hub.mqtt import Message, MqttClient, MqttError, Will
 from hub.plates.listed import Listed, watchlist_topic
+from hub.startup import load_for_worker
 from hub.streams.fleet import Assignment, Roster
 from hub.streams.scene import CameraEvent
 from hub.supervise import until_signalled
@@ -346,22 +347,10 @@ def main(args: argparse.Namespace) -> int:
     from hub.streams.tracking import Tracker  # noqa: PLC0415
     from hub.streams.watch import Pools  # noqa: PLC0415
 
-    try:
-        config = load_config(
-            Path(args.config) if args.config else None, mqtt_url=args.mqtt, influx_url=args.influx
-        )
-        if getattr(args, "data_dir", None):
-            # A hub that runs with another data folder (`hub demo`) has its evidence there.
-            config = config.model_copy(update={"data_dir": Path(args.data_dir)})
-        inventory = load_inventory(config.inventory)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"hub streams: not starting: {len(exc.problems)} problem(s)", file=sys.stderr)
+    loaded = load_for_worker(args, "hub streams")
+    if loaded is None:
         return 1
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    config, inventory = loaded
     model = config.streams.detector or config.detection.detector
     if model is None:
         print(
