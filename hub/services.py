@@ -78,7 +78,37 @@ def _tail(log: Path, lines: int = 15) -> str:
 
 
 @dataclass
-class LocalService:
+class Spawned:
+    """A process we started ourselves, its output in a log file, stopped by PID."""
+
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, kw_only=True)
+    _log_file: IO[bytes] | None = field(default=None, repr=False, kw_only=True)
+
+    def spawn(self, args: list[str], log_path: Path) -> None:
+        """Start `args`, in a session of its own (Ctrl-C in a terminal reaches us, not the
+        child), its output appended to `log_path`."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            args,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            terminate(proc, timeout_s)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+@dataclass
+class LocalService(Spawned):
     """A server process that we started ourselves and stop by PID."""
 
     name: str
@@ -86,8 +116,6 @@ class LocalService:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -118,14 +146,7 @@ class LocalService:
             return False
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.write_config()
-        self._log_file = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.command(),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in a terminal reaches us, not the child
-        )
+        self.spawn(self.command(), self.log_path)
         return True
 
     def wait_ready(self, deadline_s: float = 30.0) -> None:
@@ -133,15 +154,6 @@ class LocalService:
         if self.proc is None:
             raise ServiceError(f"{self.name} on port {self.port} was not launched")
         _wait(self.ready, f"{self.name} on port {self.port}", self.proc, self.log_path, deadline_s)
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            terminate(proc, timeout_s)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -360,35 +372,17 @@ class EtcdCluster:
 
 
 @dataclass
-class ChildProcess:
-    """A process of our own (a detection worker) that lives as long as its parent's command."""
+class ChildProcess(Spawned):
+    """A process of our own (a detection or stream worker) that lives as long as its parent's
+    command."""
 
     name: str
     args: list[str]
     log_path: Path
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         """Start it; its output goes to `log_path`."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.args,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in a terminal reaches us, not the child
-        )
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            terminate(proc, timeout_s)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        self.spawn(self.args, self.log_path)
 
 
 def start_workers(
