@@ -569,38 +569,28 @@ def _local_services(
             host=influx.hostname or "127.0.0.1",
         ),
     ]
-    for service in wanted:
-        if port_open(service.host, service.port):
-            log.info("%s already answers on %s:%d", service.name, service.host, service.port)
-            continue
-        try:
-            service.start()
-        except ServiceError:
-            for other in reversed(started):  # not left running without the hub
-                other.stop()
-            raise
-        log.info(
-            "started %s on %s:%d (data in %s)",
-            service.name,
-            service.host,
-            service.port,
-            service.data_dir,
-        )
-        started.append(service)
     cameras = for_inventory((c.url for c in inventory.cameras.values()), data_dir / "cameras")
-    if cameras is not None:
-        try:
+    try:
+        for service in wanted:
+            if port_open(service.host, service.port):
+                log.info("%s already answers on %s:%d", service.name, service.host, service.port)
+                continue
+            service.start()
+            started.append(service)
+            log.info("started %s on %s:%d (data in %s)",
+                     service.name, service.host, service.port, service.data_dir)  # fmt: skip
+        if cameras is not None:
             cameras.start()
-        except ServiceError:
-            for other in reversed(started):  # not left running without the hub
-                other.stop()
-            raise
-        log.info(
-            "started the sample cameras: rtsp://127.0.0.1:%d/..., http://127.0.0.1:%d/...",
-            cameras.rtsp_port,
-            cameras.http_port,
-        )
-        started.append(cameras)
+            started.append(cameras)
+            log.info(
+                "started the sample cameras: rtsp://127.0.0.1:%d/..., http://127.0.0.1:%d/...",
+                cameras.rtsp_port,
+                cameras.http_port,
+            )
+    except ServiceError:
+        for other in reversed(started):  # not left running without the hub
+            other.stop()
+        raise
     return started
 
 
